@@ -1,0 +1,132 @@
+import pickle, io, pytest, torch
+import fastcore.test as fct
+from fastai.vision.all import ClassificationInterpretation, Callback, CancelFitException, load_learner
+from fastcam.all import *
+from conftest import digits_learner, fit_quietly, hooks_on
+
+def test_top_k_agrees_with_fastai_from_learner(trained):
+    cb = trained.grad_cam
+    interp = ClassificationInterpretation.from_learner(trained)
+    losses,idxs = interp.top_losses(9)
+    fct.test_eq(cb.idxs.tolist(), idxs.tolist())
+    fct.test_close(cb.losses, losses, eps=1e-4)
+    fct.test_close(cb.interpretation().losses, interp.losses, eps=1e-4)
+    assert cb.captured_dl.dataset is trained.dls.valid.dataset
+
+def test_capture_holds_k_items_with_three_maps(trained):
+    cb = trained.grad_cam
+    assert len(cb.all_losses) == len(trained.dls.valid_ds)          # one float per item ...
+    for n in ('idxs', 'losses', 'targs', 'decoded', 'probs', 'inputs', 'mean_maps', 'cam_actual', 'cam_pred'):
+        assert len(getattr(cb, n)) == 9, n                            # ... and k of everything else
+    fct.test_eq(cb.mean_maps.shape, (9, 8, 8))
+    fct.test_close(cb.cam_actual, grad_cam(trained.model, cb.inputs, cb.targs), eps=1e-4)
+    fct.test_close(cb.cam_pred, grad_cam(trained.model, cb.inputs, cb.decoded), eps=1e-4)
+    fct.test_close(cb.mean_maps, mean_activation(trained.model, cb.inputs), eps=1e-4)
+    fct.test_close(cb.probs.sum(1), torch.ones(9), eps=1e-5)
+
+def test_the_rerun_path_for_other_layers_agrees(trained):
+    learn = digits_learner(cbs=GradCAMCallback(k=4, layer=None))
+    learn.model.load_state_dict(trained.model.state_dict())
+    layer = learn.model[0][3]            # not the body: no head to replay, so the 4 inputs are re-run once
+    learn.grad_cam.layer = layer
+    learn.validate()
+    cb = learn.grad_cam
+    fct.test_eq(cb.cam_actual.shape, (4, 8, 8))
+    fct.test_close(cb.cam_actual, grad_cam(learn.model, cb.inputs, cb.targs, layer=layer), eps=1e-4)
+    assert not hooks_on(learn.model)
+
+def test_no_hooks_after_fit_or_validate(trained):
+    assert not hooks_on(trained.model)
+    trained.validate()
+    assert not hooks_on(trained.model)
+
+class RaiseAt(Callback):
+    "Raise `exc` at event `at` of the second validation batch"
+    def __init__(self, exc, at='after_pred'): self.exc,self.at = exc,at
+    def __getattr__(self, n):
+        if n == self.at: return self._maybe_raise
+        return super().__getattr__(n)
+    def _maybe_raise(self):
+        if not self.training and self.iter == 1: raise self.exc
+
+@pytest.mark.parametrize('at', ['before_batch', 'after_pred', 'after_loss'])
+def test_no_hook_left_after_an_exception_mid_validation(at):
+    learn = digits_learner(cbs=GradCAMCallback())
+    with pytest.raises(RuntimeError, match='boom'):
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=RaiseAt(RuntimeError('boom'), at))
+    assert not hooks_on(learn.model)
+    with pytest.raises(RuntimeError, match='boom'): learn.validate(cbs=RaiseAt(RuntimeError('boom'), at))
+    assert not hooks_on(learn.model)
+    learn.validate()                      # and it captures again afterwards
+    assert learn.grad_cam.idxs is not None and not hooks_on(learn.model)
+
+def test_no_hook_left_after_an_exception_in_the_model():
+    learn = digits_learner(cbs=GradCAMCallback())
+    body = learn.model[0]
+    def fail(m, i, o): raise RuntimeError('model failed')
+    h = body[2].register_forward_hook(fail)
+    with pytest.raises(RuntimeError, match='model failed'): learn.validate()
+    h.remove()
+    assert not hooks_on(learn.model)
+
+def test_no_hook_left_after_a_cancelled_fit():
+    learn = digits_learner(cbs=GradCAMCallback())
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=RaiseAt(CancelFitException(), 'after_pred'))
+    assert not hooks_on(learn.model)
+    assert learn.grad_cam.idxs is None    # a half-done pass is never published
+
+def test_grads_and_requires_grad_untouched(trained):
+    learn = digits_learner(cbs=GradCAMCallback())
+    learn.model.load_state_dict(trained.model.state_dict())
+    for p in learn.model[0].parameters(): p.requires_grad_(False)    # frozen body, as after `learn.freeze()`
+    params = list(learn.model.parameters())
+    params[-1].grad = torch.full_like(params[-1], 3.)
+    flags = [p.requires_grad for p in params]
+    learn.validate()
+    assert learn.grad_cam.idxs is not None
+    assert [p.requires_grad for p in params] == flags
+    assert all(p.grad is None for p in params[:-1]) and torch.equal(params[-1].grad, torch.full_like(params[-1], 3.))
+
+def test_training_with_the_callback_gives_the_same_results():
+    a = fit_quietly(digits_learner(cbs=GradCAMCallback()), epochs=1)
+    b = fit_quietly(digits_learner(), epochs=1)
+    assert a.recorder.values == b.recorder.values
+    for (n,p),(_,q) in zip(a.model.state_dict().items(), b.model.state_dict().items()): assert torch.equal(p, q), n
+
+def test_stale_capture_is_refused_with_a_clear_message(trained, tmp_path):
+    learn = digits_learner(cbs=GradCAMCallback(k=3))
+    learn.model.load_state_dict(trained.model.state_dict())
+    with pytest.raises(ValueError, match='captured nothing yet'): learn.grad_cam.interpretation()
+    learn.validate()
+    learn.grad_cam.interpretation()
+    fit_quietly(learn, epochs=1, lr=1e-5)   # trains, then validates: fresh again
+    learn.grad_cam.interpretation()
+    learn.path = tmp_path
+    learn.save('other')
+    with torch.no_grad(): learn.model[1][-1].bias.add_(1.)
+    with pytest.raises(ValueError, match='stale'): learn.grad_cam.interpretation()
+    learn.load('other')                     # the very same weights: the capture describes them again
+    learn.grad_cam.interpretation()
+
+def test_get_preds_does_not_replace_the_capture(trained):
+    cb = trained.grad_cam
+    idxs = cb.idxs.clone()
+    dl = trained.dls.test_dl(trained.dls.valid.items[:5], with_labels=True)
+    trained.get_preds(dl=dl)
+    fct.test_eq(cb.idxs, idxs)
+
+def test_export_drops_captured_tensors(trained, tmp_path):
+    cb = trained.grad_cam
+    assert cb.idxs is not None
+    trained.path = tmp_path
+    trained.export('with_cb.pkl')
+    assert cb.idxs is not None                        # the live capture is kept
+    loaded = load_learner(tmp_path/'with_cb.pkl')
+    assert isinstance(loaded.grad_cam, GradCAMCallback) and loaded.grad_cam.idxs is None and loaded.grad_cam.k == 9
+    with trained.removed_cbs(cb): trained.export('without_cb.pkl')
+    extra = (tmp_path/'with_cb.pkl').stat().st_size - (tmp_path/'without_cb.pkl').stat().st_size
+    assert extra < 10_000, f"the callback added {extra} bytes to the export: captured tensors were pickled"
+
+@pytest.mark.parametrize('k', [0, -1, 2.5, '9', True])
+def test_bad_k_says_what_to_pass(k):
+    with pytest.raises(ValueError, match='positive int'): GradCAMCallback(k=k)

@@ -1,0 +1,88 @@
+import subprocess, sys, os, pytest, pandas as pd
+from pathlib import Path
+from PIL import Image
+from fastcam.cli import main, parser
+
+def fastcam(*args, cwd=None):
+    r = subprocess.run([sys.executable, '-m', 'fastcam', *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return r.returncode, r.stdout + r.stderr
+
+@pytest.fixture(scope='module')
+def demo_out(tmp_path_factory):
+    "One tiny end-to-end `fastcam demo` run"
+    out = tmp_path_factory.mktemp('demo')
+    code,txt = fastcam('demo', '--out', out, '--epochs', 1, '--n-train', 200, '--n-valid', 60, '--k', 4)
+    assert code == 0, txt
+    return out, txt
+
+def test_demo_writes_figure_table_model_and_prints_scores(demo_out):
+    out,txt = demo_out
+    for line in ('Accuracy', 'Pointing game, Grad-CAM', 'Pointing game, mean activation', 'Class discrimination, Grad-CAM'):
+        assert line in txt
+    assert Image.open(out/'top_losses.png').size[0] > 300
+    df = pd.read_csv(out/'top_losses.csv')
+    assert len(df) == 4 and list(df.columns) == ['index', 'item', 'predicted', 'actual', 'loss', 'p_actual']
+    assert (out/'model.pkl').exists()
+
+def test_report_on_the_demo_model(demo_out, tmp_path):
+    out,_ = demo_out
+    valid = Path(next(l for l in demo_out[1].splitlines() if 'fastcam report' in l).split()[-1].rstrip(')'))
+    code,txt = fastcam('report', out/'model.pkl', valid, '--k', 3, '--out', tmp_path)
+    assert code == 0, txt
+    assert 'accuracy' in txt and len(pd.read_csv(tmp_path/'top_losses.csv')) == 3 and (tmp_path/'top_losses.png').exists()
+
+def image_folder(root, classes, n=2):
+    for c in classes:
+        (root/c).mkdir(parents=True)
+        for i in range(n): Image.new('L', (64, 64), 40*i).save(root/c/f'{i}.png')
+    return root
+
+def check_error(code, txt, *words):
+    assert code == 2 and 'Traceback' not in txt, txt
+    for w in words: assert w in txt, txt
+
+def test_missing_model_file(tmp_path):
+    check_error(*fastcam('report', tmp_path/'nope.pkl', tmp_path, '--out', tmp_path/'o'), 'no model file', 'learn.export()')
+
+def test_unreadable_model_file(tmp_path):
+    (tmp_path/'bad.pkl').write_bytes(b'not a pickle')
+    check_error(*fastcam('report', tmp_path/'bad.pkl', tmp_path, '--out', tmp_path/'o'), "can't load a fastai learner")
+
+def test_not_an_image_classifier(tmp_path):
+    from fastai.vision.all import DataBlock, ImageBlock, RegressionBlock, Learner, nn
+    data = image_folder(tmp_path/'data', ['1', '2'])
+    dls = DataBlock((ImageBlock, RegressionBlock), get_items=lambda p: sorted(p.rglob('*.png')),
+                    get_y=lambda f: float(f.parent.name)).dataloaders(data, bs=2, num_workers=0)
+    learn = Learner(dls, nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1)), path=tmp_path)
+    learn.export('regression.pkl')
+    check_error(*fastcam('report', tmp_path/'regression.pkl', data, '--out', tmp_path/'o'), 'not an image classifier')
+
+def test_empty_folder(demo_out, tmp_path):
+    (tmp_path/'empty').mkdir()
+    check_error(*fastcam('report', demo_out[0]/'model.pkl', tmp_path/'empty', '--out', tmp_path/'o'), 'no images in')
+
+def test_class_names_that_do_not_match(demo_out, tmp_path):
+    data = image_folder(tmp_path/'data', ['cat', '3'])
+    check_error(*fastcam('report', demo_out[0]/'model.pkl', data, '--out', tmp_path/'o'), "['cat']", 'not classes of this model')
+
+def test_output_dir_that_cannot_be_written(demo_out, tmp_path):
+    (tmp_path/'file').write_text('x')
+    data = image_folder(tmp_path/'data', ['3'])
+    check_error(*fastcam('report', demo_out[0]/'model.pkl', data, '--out', tmp_path/'file'/'sub'), "can't write to the output directory")
+    check_error(*fastcam('demo', '--out', tmp_path/'file'/'sub'), "can't write to the output directory")
+
+def test_bad_option_values_and_help():
+    code,txt = fastcam('demo', '--k', '0')
+    assert code == 2 and 'positive integer' in txt
+    code,txt = fastcam('--help')
+    assert code == 0 and 'demo' in txt and 'report' in txt
+    code,txt = fastcam('demo', '--help')
+    for opt in ('--out', '--epochs', '--k', '--n-train', '--n-valid'): assert opt in txt
+    code,txt = fastcam('report', '--help')
+    assert 'only load files you trust' in ' '.join(txt.split())
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent/'fastcam'
+    assert exe.exists()
+    r = subprocess.run([exe, '--help'], capture_output=True, text=True)
+    assert r.returncode == 0 and 'usage: fastcam' in r.stdout
