@@ -41,6 +41,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'fastcam.callback.GradCAMCallback.is_stale': ( 'callback.html#gradcamcallback.is_stale',
                                                                                  'fastcam/callback.py'),
                                   'fastcam.callback.merge_top_k': ('callback.html#merge_top_k', 'fastcam/callback.py'),
+                                  'fastcam.callback.same_fingerprint': ('callback.html#same_fingerprint', 'fastcam/callback.py'),
                                   'fastcam.callback.state_fingerprint': ('callback.html#state_fingerprint', 'fastcam/callback.py')},
             'fastcam.cam': { 'fastcam.cam.as_targets': ('cam.html#as_targets', 'fastcam/cam.py'),
                              'fastcam.cam.check_feature_map': ('cam.html#check_feature_map', 'fastcam/cam.py'),

@@ -105,8 +105,10 @@ def test_stale_capture_is_refused_with_a_clear_message(trained, tmp_path):
     learn.save('other')
     with torch.no_grad(): learn.model[1][-1].bias.add_(1.)
     with pytest.raises(ValueError, match='stale'): learn.grad_cam.interpretation()
-    learn.load('other')                     # the very same weights: the capture describes them again
+    learn.validate()
     learn.grad_cam.interpretation()
+    learn.load('other')                     # loading counts as a change, as the message says
+    with pytest.raises(ValueError, match='trained or been loaded'): learn.grad_cam.interpretation()
 
 def test_get_preds_does_not_replace_the_capture(trained):
     cb = trained.grad_cam

@@ -1,0 +1,203 @@
+"""fastcam benchmarks: every figure is a ratio of two things measured side by side in this one run.
+
+    python bench/run.py            # all five measurements, about 10 minutes on a 2-core CPU
+    python bench/run.py --quick    # smaller sets and fewer repeats, a smoke test
+
+Needs the optional benchmark dependencies: pip install -e ".[bench]" (pytorch-grad-cam, psutil).
+"""
+import argparse, gc, json, os, platform, resource, statistics, subprocess, sys, time, warnings
+warnings.filterwarnings('ignore')
+os.environ.setdefault('MPLBACKEND', 'Agg')
+import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+from fastai.vision.all import (Learner, vision_learner, resnet18, accuracy, set_seed, Resize, hook_output,
+                               ClassificationInterpretation, CrossEntropyLossFlat, DataLoaders)
+from fastai.data.load import DataLoader
+from fastcam.all import *
+from fastcam.interpret import top_loss_items
+
+def timed(f, n=1):
+    "Median seconds of `n` calls of `f`"
+    ts = []
+    for _ in range(n):
+        gc.collect(); t = time.perf_counter(); f(); ts.append(time.perf_counter()-t)
+    return statistics.median(ts)
+
+def quiet_validate(learn):
+    with learn.no_bar(): return learn.validate()
+
+# ---------------------------------------------------------------- setups
+def digit_setup(n_valid, epochs=1):
+    dls = digit_dls(n_train=1024, n_valid=n_valid, seed=0, bs=64)
+    set_seed(0)
+    learn = Learner(dls, digit_cnn(dls.c), metrics=accuracy)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, 1e-2)
+    return 'digit CNN, 64 px', learn
+
+def resnet_setup(n_valid, px, epochs=1):
+    dls = digit_dls(n_train=512, n_valid=n_valid, seed=0, bs=64, item_tfms=Resize(px))
+    set_seed(0)
+    learn = vision_learner(dls, resnet18, pretrained=False, n_in=1, metrics=accuracy)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, 1e-2)
+    return f'ResNet-18, {px} px', learn
+
+# ---------------------------------------------------------------- 1. validation overhead
+def validation_overhead(learn, reps):
+    "learn.validate() with GradCAMCallback vs without, alternating runs; the fastest of each"
+    cb = GradCAMCallback(k=9)
+    learn.add_cb(cb)
+    quiet_validate(learn)                          # warm up both paths
+    with learn.removed_cbs(cb): quiet_validate(learn)
+    on,off = [],[]
+    for _ in range(reps):
+        with learn.removed_cbs(cb): off.append(timed(lambda: quiet_validate(learn)))
+        on.append(timed(lambda: quiet_validate(learn)))
+    learn.remove_cb(cb)
+    return dict(without_s=min(off), with_s=min(on), ratio=min(on)/min(off))   # min: the least disturbed run of each
+
+# ---------------------------------------------------------------- 2. time to the top-k heatmaps
+def cam_fastai_v1(model, x, t):
+    "The fastai v1 / lesson recipe: one image at a time, forward and backward through the whole model"
+    body = model[0]
+    with hook_output(body) as ha, hook_output(body, grad=True) as hg:
+        out = model.eval()(x[None])
+        out[0, int(t)].backward()
+    acts,grads = ha.stored[0],hg.stored[0][0]
+    model.zero_grad()
+    return F.relu((grads.mean((1, 2), keepdim=True)*acts).sum(0))
+
+def baseline_a(learn, k):
+    interp = ClassificationInterpretation.from_learner(learn)
+    _,idxs = interp.top_losses(k)
+    inps,_,targs,_,_ = interp[idxs]
+    x = inps.as_subclass(torch.Tensor)
+    return [cam_fastai_v1(learn.model, xi, t) for xi,t in zip(x, targs)]
+
+def baseline_b(learn, k):
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    interp = ClassificationInterpretation.from_learner(learn)
+    _,idxs = interp.top_losses(k)
+    inps,_,targs,_,_ = interp[idxs]
+    with GradCAM(model=learn.model, target_layers=[learn.model[0]]) as cam:
+        return cam(input_tensor=inps.as_subclass(torch.Tensor), targets=[ClassifierOutputTarget(int(t)) for t in targs])
+
+def fastcam_way(learn, k):
+    interp = learn.grad_cam.interpretation()
+    return top_loss_items(interp, k)
+
+def time_to_heatmaps(learn, k, reps):
+    cb = GradCAMCallback(k=k)
+    learn.add_cb(cb)
+    quiet_validate(learn)                         # the capture: its cost is counted in 1.
+    ours = timed(lambda: fastcam_way(learn, k), reps)
+    assert fastcam_way(learn, k)['cam_actual'].shape[0] == k
+    with learn.removed_cbs(cb), learn.no_bar():
+        a = timed(lambda: baseline_a(learn, k), max(1, reps//3))
+        b = timed(lambda: baseline_b(learn, k), max(1, reps//3))
+    learn.remove_cb(cb)
+    learn.model.eval()
+    return dict(fastcam_s=ours, fastai_v1_s=a, pytorch_grad_cam_s=b, speedup_vs_v1=a/ours, speedup_vs_pgc=b/ours)
+
+# ---------------------------------------------------------------- 3. Grad-CAM against one forward pass
+def cam_vs_forward(learn, k, reps):
+    model,layer = learn.model.eval(),learn.model[0]
+    x = torch.cat([b[0] for b in learn.dls.valid])[:k].as_subclass(torch.Tensor)
+    t = torch.zeros(k, dtype=torch.long)
+    with torch.no_grad(): acts = layer(x)
+    head = split_head(model, layer)
+    def fwd():
+        with torch.no_grad(): model(x)
+    def head_only():
+        with torch.no_grad(): head(acts)
+    f = timed(fwd, reps)
+    return dict(forward_s=f, grad_cam_s=timed(lambda: grad_cam(model, x, t), reps),
+                replay_s=timed(lambda: grad_cams(*replay_head(head, acts), t, t), reps), head_forward_s=timed(head_only, reps),
+                grad_cam_over_forward=timed(lambda: grad_cam(model, x, t), reps)/f,
+                replay_two_cams_over_forward=timed(lambda: grad_cams(*replay_head(head, acts), t, t), reps)/f)
+
+# ---------------------------------------------------------------- 4. memory
+class Noise(torch.utils.data.Dataset):
+    "`n` images made on the fly from their index: the data itself takes no memory"
+    def __init__(self, n): self.n = n
+    def __len__(self): return self.n
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        return torch.rand(1, 64, 64, generator=g), torch.randint(0, 10, (), generator=g)
+
+def peak_rss_child(n, with_cb):
+    "In a fresh process: peak resident memory (MB) after validating `n` items, with or without the callback"
+    dls = DataLoaders(DataLoader(Noise(256), bs=64), DataLoader(Noise(n), bs=64), device='cpu')
+    set_seed(0)
+    learn = Learner(dls, digit_cnn(10), loss_func=CrossEntropyLossFlat())
+    if with_cb: learn.add_cb(GradCAMCallback(k=9))
+    with learn.no_bar(): learn.validate(dl=DataLoader(Noise(64), bs=64))   # warm up: allocator, kernels
+    import psutil
+    base = psutil.Process().memory_info().rss
+    with learn.no_bar(): learn.validate()
+    if with_cb: assert len(learn.grad_cam.all_losses) == n and len(learn.grad_cam.idxs) == 9
+    return dict(peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, base_mb=base/2**20)
+
+def memory(sizes):
+    res = {}
+    for n in sizes:
+        for cb in (False, True):
+            out = subprocess.run([sys.executable, __file__, '--child-memory', str(n), str(int(cb))], capture_output=True, text=True)
+            if out.returncode: raise RuntimeError(out.stderr)
+            res[(n, cb)] = json.loads(out.stdout.strip().splitlines()[-1])['peak_mb']
+    share = {n: res[(n, True)]-res[(n, False)] for n in sizes}
+    return dict(peaks=res, share_mb=share, growth_mb=share[sizes[-1]]-share[sizes[0]])
+
+# ---------------------------------------------------------------- 5. agreement with pytorch-grad-cam
+def agreement(learn, n=32):
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    model = learn.model.eval()
+    x = torch.cat([b[0] for b in learn.dls.valid])[:n].as_subclass(torch.Tensor)
+    with torch.no_grad(): t = model(x).argmax(1)
+    ours = grad_cam(model, x, t)
+    h,w = ours.shape[-2:]
+    with GradCAM(model=model, target_layers=[model[0]]) as cam:
+        cam.get_target_width_height = lambda inp: (w, h)          # compare at the layer's resolution
+        theirs = torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t]))
+    mm = lambda m: torch.stack([normalize_map(o) for o in m])
+    return dict(items=n, max_abs_diff=(mm(ours)-theirs).abs().max().item())
+
+# ---------------------------------------------------------------- the table
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--quick', action='store_true', help="smaller sets and fewer repeats")
+    p.add_argument('--child-memory', nargs=2, type=int, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child_memory:
+        print(json.dumps(peak_rss_child(*a.child_memory))); return
+    torch.set_num_threads(os.cpu_count())
+    n_digits,n_resnet,reps = (1000, 256, 3) if a.quick else (4000, 1000, 7)
+    print(f"fastcam benchmarks - {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{'quick' if a.quick else 'full'} run\n")
+    rows = []
+    for name,learn in (digit_setup(n_digits), resnet_setup(n_resnet, 96 if a.quick else 128)):
+        n = len(learn.dls.valid_ds)
+        v = validation_overhead(learn, reps)
+        rows.append((name, f'1. validate() with / without callback ({n} items)', f"{v['with_s']:.2f} s / {v['without_s']:.2f} s", f"{v['ratio']:.3f}x", '<= 1.05x'))
+        for k in (9, 64):
+            h = time_to_heatmaps(learn, k, reps)
+            rows.append((name, f'2. top-{k} heatmaps after validation: fastai v1 loop / fastcam', f"{h['fastai_v1_s']:.2f} s / {h['fastcam_s']*1000:.1f} ms", f"{h['speedup_vs_v1']:.0f}x faster", '>= 20x'))
+            rows.append((name, f'2. top-{k} heatmaps after validation: pytorch-grad-cam / fastcam', f"{h['pytorch_grad_cam_s']:.2f} s / {h['fastcam_s']*1000:.1f} ms", f"{h['speedup_vs_pgc']:.0f}x faster", '>= 20x'))
+        for k in (9, 64):
+            c = cam_vs_forward(learn, k, reps)
+            rows.append((name, f'3. grad_cam on {k} images / one forward of them', f"{c['grad_cam_s']*1000:.1f} ms / {c['forward_s']*1000:.1f} ms", f"{c['grad_cam_over_forward']:.2f}x", 'report'))
+            rows.append((name, f'3. head replay, 2 Grad-CAMs of {k} / one forward (head alone: {c["head_forward_s"]*1000:.2f} ms)', f"{c['replay_s']*1000:.2f} ms / {c['forward_s']*1000:.1f} ms", f"{c['replay_two_cams_over_forward']:.3f}x", 'close to head'))
+        g = agreement(learn)
+        rows.append((name, f"5. fastcam vs pytorch-grad-cam, min-max normalized at layer resolution ({g['items']} items)", 'max |diff|', f"{g['max_abs_diff']:.1e}", 'agree'))
+    sizes = (2000, 20000) if not a.quick else (1000, 4000)
+    m = memory(sizes)
+    rows.append(('digit CNN, 64 px', f"4. callback's share of peak RSS: {sizes[0]} / {sizes[1]} items",
+                 f"{m['share_mb'][sizes[0]]:.1f} MB / {m['share_mb'][sizes[1]]:.1f} MB", f"{m['growth_mb']:+.1f} MB", 'within 10 MB'))
+    w = [max(len(str(r[i])) for r in rows) for i in range(5)]
+    head = ('model', 'measurement', 'measured', 'ratio', 'target')
+    w = [max(wi, len(h)) for wi,h in zip(w, head)]
+    line = lambda r: '| ' + ' | '.join(str(c).ljust(wi) for c,wi in zip(r, w)) + ' |'
+    print(line(head)); print('|' + '|'.join('-'*(wi+2) for wi in w) + '|')
+    for r in rows: print(line(r))
+
+if __name__ == '__main__': main()
