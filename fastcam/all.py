@@ -1,4 +1,6 @@
+"One import for users: `from fastcam.all import *`"
 from fastcam.cam import *
 from fastcam.callback import *
 from fastcam.interpret import *
 from fastcam.data import *
+from fastcam.metrics import *
