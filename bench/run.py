@@ -125,6 +125,16 @@ def cam_vs_forward(learn, k, reps):
     return dict(forward_s=f, grad_cam_s=g, replay_s=r, head_forward_s=h, grad_cam_over_forward=g/f, replay_two_cams_over_forward=r/f)
 
 # ---------------------------------------------------------------- 4. memory
+def heap_in_use():
+    "Bytes malloc has handed out and not got back (glibc `mallinfo2`): unlike RSS, blind to memory kept after `free`"
+    import ctypes
+    class MallInfo2(ctypes.Structure): _fields_ = [(n, ctypes.c_size_t) for n in
+        'arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost'.split()]
+    f = ctypes.CDLL('libc.so.6').mallinfo2
+    f.restype = MallInfo2
+    m = f()
+    return m.uordblks + m.hblkhd
+
 class Noise(torch.utils.data.Dataset):
     "`n` images made on the fly from their index: the data itself takes no memory"
     def __init__(self, n): self.n = n
@@ -151,19 +161,21 @@ def peak_rss_child(n, with_cb):
         learn.add_cbs([cb, Held()])
     with learn.no_bar(): learn.validate(dl=DataLoader(Noise(640), bs=64))   # warm up: allocator, kernels
     gc.collect()
-    proc,peak,done = psutil.Process(),[0],threading.Event()
-    base = proc.memory_info().rss
+    proc,done = psutil.Process(),threading.Event()
+    used = lambda: (proc.memory_info().rss, heap_in_use())
+    base = used(); peak = list(base)
     def sample():
-        while not done.is_set(): peak[0] = max(peak[0], proc.memory_info().rss); time.sleep(0.002)
+        while not done.is_set(): peak[:] = map(max, peak, used()); time.sleep(0.002)
     th = threading.Thread(target=sample); th.start()
     with learn.no_bar(): learn.validate()
     done.set(); th.join()
     if with_cb: assert len(learn.grad_cam.all_losses) == n and len(learn.grad_cam.idxs) == 9
-    return dict(rise_mb=(max(peak[0], proc.memory_info().rss)-base)/2**20, held_mb=held[0]/2**20)
+    peak = list(map(max, peak, used()))
+    return dict(rise_mb=(peak[0]-base[0])/2**20, heap_mb=(peak[1]-base[1])/2**20, held_mb=held[0]/2**20)
 
 def memory(sizes, reps=3):
-    "RSS rise during validation, with minus without the callback (median of `reps` fresh processes), and the callback's own tensors"
-    rise,held = {},{}
+    "Memory rise during validation, with minus without the callback (median of `reps` fresh processes), and its own tensors"
+    rise,heap,held = {},{},{}
     for n in sizes:
         for cb in (False, True):
             runs = []
@@ -173,9 +185,11 @@ def memory(sizes, reps=3):
                 if out.returncode: raise RuntimeError(out.stderr)
                 runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
             rise[(n, cb)] = statistics.median(r['rise_mb'] for r in runs)
+            heap[(n, cb)] = statistics.median(r['heap_mb'] for r in runs)
             if cb: held[n] = max(r['held_mb'] for r in runs)
-    share = {n: rise[(n, True)]-rise[(n, False)] for n in sizes}
-    return dict(share_mb=share, growth_mb=share[sizes[-1]]-share[sizes[0]], held_mb=held, held_growth_mb=held[sizes[-1]]-held[sizes[0]])
+    share = lambda d: {n: d[(n, True)]-d[(n, False)] for n in sizes}
+    grow = lambda d: d[sizes[-1]]-d[sizes[0]]
+    return dict(rss=share(rise), heap=share(heap), held=held)
 
 # ---------------------------------------------------------------- 5. agreement with pytorch-grad-cam
 def agreement(learn, n=32):
@@ -225,10 +239,12 @@ def main():
     sizes = (2000, 20000) if not a.quick else (1000, 4000)
     m = memory(sizes) if a.only in (None, 'memory') else None
     if m:
-        rows.append(('digit CNN, 64 px', f"4. peak of the callback's own tensors during validate(): {sizes[0]} / {sizes[1]} items",
-                     f"{m['held_mb'][sizes[0]]:.2f} MB / {m['held_mb'][sizes[1]]:.2f} MB", f"{m['held_growth_mb']:+.2f} MB", 'within 10 MB'))
-        rows.append(('digit CNN, 64 px', f"4. RSS rise during validate(), with minus without callback (median of 3; noise here is +-20 MB): {sizes[0]} / {sizes[1]} items",
-                     f"{m['share_mb'][sizes[0]]:.1f} MB / {m['share_mb'][sizes[1]]:.1f} MB", f"{m['growth_mb']:+.1f} MB", 'within 10 MB'))
+        for key,what in (('held', "peak of the callback's own tensors during validate()"),
+                         ('heap', "peak heap in use (mallinfo2) during validate(), with minus without callback, median of 3"),
+                         ('rss', "peak RSS rise during validate(), with minus without callback, median of 3 (allocator noise +-20 MB)")):
+            d = m[key]
+            rows.append(('digit CNN, 64 px', f"4. {what}: {sizes[0]} / {sizes[1]} items",
+                         f"{d[sizes[0]]:.2f} MB / {d[sizes[1]]:.2f} MB", f"{d[sizes[1]]-d[sizes[0]]:+.2f} MB", 'within 10 MB'))
     w = [max(len(str(r[i])) for r in rows) for i in range(5)]
     head = ('model', 'measurement', 'measured', 'ratio', 'target')
     w = [max(wi, len(h)) for wi,h in zip(w, head)]
