@@ -156,7 +156,7 @@ def peak_rss_child(n, with_cb):
             "After every batch: bytes of every tensor the callback holds (its own accounting, free of allocator noise)"
             order = 90
             def after_batch(self):
-                ts = [cb._acts, *cb._losses, *(cb._kept or {}).values()]
+                ts = [cb._acts, cb._losses, *(cb._kept or {}).values()]
                 held[0] = max(held[0], sum(t.numel()*t.element_size() for t in ts if isinstance(t, torch.Tensor)))
         learn.add_cbs([cb, Held()])
     with learn.no_bar(): learn.validate(dl=DataLoader(Noise(640), bs=64))   # warm up: allocator, kernels

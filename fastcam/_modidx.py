@@ -14,6 +14,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'fastcam/callback.py'),
                                   'fastcam.callback.GradCAMCallback._keep_acts': ( 'callback.html#gradcamcallback._keep_acts',
                                                                                    'fastcam/callback.py'),
+                                  'fastcam.callback.GradCAMCallback._keep_losses': ( 'callback.html#gradcamcallback._keep_losses',
+                                                                                     'fastcam/callback.py'),
                                   'fastcam.callback.GradCAMCallback._remove_hook': ( 'callback.html#gradcamcallback._remove_hook',
                                                                                      'fastcam/callback.py'),
                                   'fastcam.callback.GradCAMCallback._reset_pass': ( 'callback.html#gradcamcallback._reset_pass',
