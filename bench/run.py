@@ -235,7 +235,7 @@ def main():
             rows.append((name, f'3. grad_cam on {k} images / one forward of them', f"{c['grad_cam_s']*1000:.1f} ms / {c['forward_s']*1000:.1f} ms", f"{c['grad_cam_over_forward']:.2f}x", 'report'))
             rows.append((name, f'3. head replay, 2 Grad-CAMs of {k} / one forward (head alone: {c["head_forward_s"]*1000:.2f} ms)', f"{c['replay_s']*1000:.2f} ms / {c['forward_s']*1000:.1f} ms", f"{c['replay_two_cams_over_forward']:.3f}x", 'close to head'))
         g = agreement(learn)
-        rows.append((name, f"5. fastcam vs pytorch-grad-cam, min-max normalized at layer resolution ({g['items']} items)", 'max |diff|', f"{g['max_abs_diff']:.1e}", 'agree'))
+        rows.append((name, f"5. fastcam vs pytorch-grad-cam, min-max normalized at layer resolution ({g['items']} items)", 'max abs diff', f"{g['max_abs_diff']:.1e}", 'agree'))
     sizes = (2000, 20000) if not a.quick else (1000, 4000)
     m = memory(sizes) if a.only in (None, 'memory') else None
     if m:
