@@ -66,6 +66,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'fastcam.cli': { 'fastcam.cli.UsageError': ('cli.html#usageerror', 'fastcam/cli.py'),
                              'fastcam.cli._batched': ('cli.html#_batched', 'fastcam/cli.py'),
                              'fastcam.cli._positive_int': ('cli.html#_positive_int', 'fastcam/cli.py'),
+                             'fastcam.cli.batched_maps': ('cli.html#batched_maps', 'fastcam/cli.py'),
                              'fastcam.cli.demo': ('cli.html#demo', 'fastcam/cli.py'),
                              'fastcam.cli.discrimination_scores': ('cli.html#discrimination_scores', 'fastcam/cli.py'),
                              'fastcam.cli.labelled_folder_dl': ('cli.html#labelled_folder_dl', 'fastcam/cli.py'),
