@@ -5,15 +5,16 @@
 # %% ../nbs/01_callback.ipynb #ca95313e
 from __future__ import annotations
 import warnings
-import torch, torch.nn as nn
+from functools import partial
+import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from fastcore.basics import store_attr, getcallable
+from fastcore.basics import store_attr
 from fastai.callback.core import Callback, GatherPredsCallback
 from fastai.interpret import ClassificationInterpretation
 from .cam import *
 
 # %% auto #0
-__all__ = ['merge_top_k', 'explain_targets', 'state_fingerprint', 'same_fingerprint', 'GradCAMCallback']
+__all__ = ['merge_top_k', 'prediction_fns', 'explain_targets', 'state_fingerprint', 'same_fingerprint', 'GradCAMCallback']
 
 # %% ../nbs/01_callback.ipynb #9c4c31cb
 def merge_top_k(kept:dict|None, new:dict, k:int)->dict:
@@ -24,13 +25,35 @@ def merge_top_k(kept:dict|None, new:dict, k:int)->dict:
     top = new['losses'].topk(min(k, len(new['losses']))).indices
     return {n: v[top] for n,v in new.items()}
 
+# %% ../nbs/01_callback.ipynb #7c1d9e20
+def _threshold(p:Tensor)->Tensor: return p>0.5
+
+_plain_losses = {nn.CrossEntropyLoss: (partial(F.softmax, dim=-1), partial(torch.argmax, dim=-1)),
+                 F.cross_entropy: (partial(F.softmax, dim=-1), partial(torch.argmax, dim=-1)),
+                 nn.NLLLoss: (torch.exp, partial(torch.argmax, dim=-1)),
+                 nn.BCEWithLogitsLoss: (torch.sigmoid, _threshold),
+                 F.binary_cross_entropy_with_logits: (torch.sigmoid, _threshold)}
+
+def prediction_fns(loss_func)->tuple:
+    "`(activation, decodes)` that turn `loss_func`'s inputs into probabilities and predictions"
+    if callable(getattr(loss_func, 'activation', None)) and callable(getattr(loss_func, 'decodes', None)):
+        return loss_func.activation, loss_func.decodes
+    f = loss_func.func if isinstance(loss_func, partial) else loss_func
+    fns = _plain_losses.get(f, _plain_losses.get(type(f)))
+    if fns is None: raise TypeError(
+        f"fastcam can't tell probabilities and predictions from the loss {type(f).__name__}: it has no `activation` and "
+        "`decodes`. Use fastai's `CrossEntropyLossFlat()` or `BCEWithLogitsLossFlat()` (or PyTorch's `nn.CrossEntropyLoss()` "
+        "or `nn.BCEWithLogitsLoss()`), or give your loss `activation` and `decodes` methods, as fastai's losses have.")
+    return fns
+
 # %% ../nbs/01_callback.ipynb #e21868ef
 def explain_targets(learn, logits:Tensor, targs:Tensor)->dict:
     "Per-item losses, probabilities, decoded predictions, and the classes the two Grad-CAMs are for"
     logits,targs = plain(logits).detach().float(),plain(targs).detach()
+    act,decodes = prediction_fns(learn.loss_func)
     with learn.loss_not_reduced(): per = plain(learn.loss_func(logits, targs)).detach().float().view(len(logits), -1)
-    probs = getcallable(learn.loss_func, 'activation')(logits)
-    decoded = plain(getcallable(learn.loss_func, 'decodes')(probs))
+    probs = plain(act(logits)).float()
+    decoded = plain(decodes(probs))
     multi = targs.shape==logits.shape
     return dict(losses=per.mean(1), probs=probs, targs=targs, decoded=decoded,
                 cam_actual_for=per.argmax(1) if multi else targs.long(), cam_pred_for=probs.argmax(1) if multi else decoded.long())
@@ -59,6 +82,7 @@ class GradCAMCallback(Callback):
     ):
         if isinstance(k, bool) or not isinstance(k, int) or k<1:
             raise ValueError(f"`k` is how many of the largest losses to keep: a positive int, got {k!r}.")
+        check_layer_arg(layer)
         store_attr()
         self._clear_capture()
         self._reset_pass()
@@ -67,14 +91,32 @@ class GradCAMCallback(Callback):
         for n in _capture_names: setattr(self, n, None)
         self._fingerprint = None
 
-    def _reset_pass(self): self._active,self._hook,self._acts,self._kept,self._losses,self._seen,self._cancelled = False,None,None,None,None,0,False
+    def _reset_pass(self):
+        self._active,self._hook,self._acts,self._kept,self._losses,self._seen,self._cancelled = False,None,None,None,None,0,False
+        self._low_precision = False
 
     @property
     def hooked_layer(self)->nn.Module:
-        "The module whose output is explained"
-        return default_layer(self.learn.model) if self.layer is None else self.layer
+        "The module whose output is explained: `layer`, or `learn.model[0]`"
+        return resolve_layer(self.learn.model, self.layer)
 
-    def before_fit(self): self.hooked_layer   # a model without `[0]` fails here, before any training
+    def _check_setup(self)->nn.Module:
+        "The hooked layer, after checking that it belongs to the model and that the loss can be read"
+        layer = self.hooked_layer
+        prediction_fns(self.learn.loss_func)
+        return layer
+
+    # Nothing is raised from `before_fit`: inside `learn.validate()` that would leave `learn.lock` held
+    def before_train(self):
+        "Check the setup before any training: the layer, the loss, and (on the first batch) the layer's output"
+        self._remove_hook()
+        self._hook = self._check_setup().register_forward_hook(self._check_output, always_call=True)
+
+    def _check_output(self, module, inputs, out):
+        self._remove_hook()
+        if out is not None: check_feature_map(out, module)
+
+    def after_train(self): self._remove_hook()
 
     def before_validate(self):
         "Start a capture, unless this pass is a `get_preds` or its `DataLoader` is shuffled"
@@ -84,14 +126,16 @@ class GradCAMCallback(Callback):
             warnings.warn("GradCAMCallback skipped a shuffled DataLoader: its order does not give dataset indices. "
                           "Validate on `dl.new(shuffle=False)` to capture.")
             return
-        self._layer,self._active = self.hooked_layer,True
+        self._layer,self._active = self._check_setup(),True
 
     def before_batch(self):
         if self._active: self._hook = self._layer.register_forward_hook(self._keep_acts, always_call=True)
 
     def _keep_acts(self, module, inputs, out):
         self._remove_hook()
-        if out is not None: self._acts = plain(check_feature_map(out, module)).detach().clone()
+        if out is None: return
+        self._acts = plain(check_feature_map(out, module)).detach().clone()
+        self._low_precision |= self._acts.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled(out.device.type)
 
     def _remove_hook(self):
         if self._hook is not None: self._hook.remove(); self._hook = None
@@ -128,21 +172,20 @@ class GradCAMCallback(Callback):
         kept,complete = self._kept,self._active and not self._cancelled
         if complete and kept is not None:
             self._clear_capture()
-            cam_actual,cam_pred = self._grad_cams(kept)
-            res = dict(kept, mean_maps=kept['acts'].float().mean(1), cam_actual=cam_actual, cam_pred=cam_pred,
-                       all_losses=self._losses[:self._seen])
+            res = dict(kept, **self._maps(kept), all_losses=self._losses[:self._seen])
             for n,v in res.items():
                 if n in _capture_names: setattr(self, n, v.cpu())
             self.inputs = self.inputs.as_subclass(type(self.xb[0])) if isinstance(self.xb[0], Tensor) else self.inputs
             self.captured_dl,self._fingerprint,self._model_id = self.learn.dl,state_fingerprint(self.learn.model),id(self.learn.model)
         self._reset_pass()
 
-    def _grad_cams(self, kept)->list:
-        "Grad-CAMs for the kept items, actual and predicted class: replay the head if we can, else re-run the k inputs"
-        head = split_head(self.learn.model, self._layer)
+    def _maps(self, kept)->dict:
+        "The kept items' maps: replay the head on their activations if we can, else re-run their inputs, in float32"
+        head = None if self._low_precision else split_head(self.learn.model, self._layer)   # low precision: re-run
         acts,logits = (replay_head(head, kept['acts']) if head is not None
                        else forward_to_leaf(self.learn.model, kept['inputs'], self._layer))
-        return grad_cams(acts, logits, kept['cam_actual_for'], kept['cam_pred_for'])
+        cam_actual,cam_pred = grad_cams(acts, logits, kept['cam_actual_for'], kept['cam_pred_for'])
+        return dict(mean_maps=acts.detach().float().mean(1), cam_actual=cam_actual, cam_pred=cam_pred)
 
     def after_fit(self): self._remove_hook(); self._reset_pass()
 

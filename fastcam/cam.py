@@ -10,9 +10,9 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['plain', 'default_layer', 'check_feature_map', 'evaluating', 'layer_output', 'model_device', 'mean_activation',
-           'gradcam_weights', 'gradcam_map', 'as_targets', 'grad_cams', 'forward_to_leaf', 'grad_cam', 'split_head',
-           'replay_head']
+__all__ = ['plain', 'default_layer', 'check_layer_arg', 'resolve_layer', 'check_feature_map', 'evaluating', 'layer_output',
+           'model_device', 'model_dtype', 'model_input', 'full_precision', 'mean_activation', 'gradcam_weights',
+           'gradcam_map', 'as_targets', 'grad_cams', 'forward_to_leaf', 'grad_cam', 'split_head', 'replay_head']
 
 # %% ../nbs/00_cam.ipynb #fff98346
 def plain(t):
@@ -26,6 +26,21 @@ def default_layer(model:nn.Module)->nn.Module:
     except (TypeError, IndexError, KeyError, NotImplementedError, AttributeError): pass
     raise ValueError(f"`layer=None` means `model[0]`, but a {type(model).__name__} has no `[0]`. "
                      "Pass the convolutional module to explain, e.g. `layer=model.layer4`.")
+
+# %% ../nbs/00_cam.ipynb #5e0c1a7d
+def check_layer_arg(layer):
+    "`layer` if it is `None` or a module, else a `TypeError` that says what to pass"
+    if layer is None or isinstance(layer, nn.Module): return layer
+    raise TypeError(f"`layer` must be a module of the model (e.g. `learn.model[0]` or `learn.model[0][-1]`), "
+                    f"not a {type(layer).__name__} ({layer!r}).")
+
+def resolve_layer(model:nn.Module, layer:nn.Module|None=None)->nn.Module:
+    "`layer`, checked to be one of `model`'s modules; `None` means `default_layer(model)`"
+    if check_layer_arg(layer) is None: return default_layer(model)
+    if not any(m is layer for m in model.modules()):
+        raise ValueError(f"`layer` ({type(layer).__name__}) is not a module of this model: pass one of the model's own "
+                         "modules, e.g. `layer=learn.model[0]` (a model built again or copied has new modules).")
+    return layer
 
 # %% ../nbs/00_cam.ipynb #04a29f7a
 def check_feature_map(out, layer:nn.Module)->Tensor:
@@ -64,11 +79,24 @@ def model_device(model:nn.Module)->torch.device:
     "The device `model`'s parameters are on (the CPU for a model without parameters)"
     return next(model.parameters(), torch.empty(0)).device
 
+def model_dtype(model:nn.Module)->torch.dtype:
+    "The floating dtype of `model`'s parameters (float32 for a model without any)"
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+def model_input(model:nn.Module, x:Tensor)->Tensor:
+    "`x` as a plain tensor on `model`'s device, floating inputs in `model`'s dtype"
+    x = plain(x).to(model_device(model))
+    return x.to(model_dtype(model)) if x.is_floating_point() else x
+
+def full_precision(model:nn.Module):
+    "A context with autocast off on `model`'s device, so the model runs in its own dtype"
+    return torch.autocast(model_device(model).type, enabled=False)
+
 # %% ../nbs/00_cam.ipynb #12b707fe
 def mean_activation(model:nn.Module, x:Tensor, layer:nn.Module|None=None)->Tensor:
     "Channel mean of `layer`'s output for each image of `x`: `(n, h, w)`, not class-discriminative"
-    if layer is None: layer = default_layer(model)
-    with evaluating(model), layer_output(layer) as o, torch.no_grad(): model(plain(x).to(model_device(model)))
+    layer = resolve_layer(model, layer)
+    with evaluating(model), full_precision(model), layer_output(layer) as o, torch.no_grad(): model(model_input(model, x))
     return o.acts.float().mean(1)
 
 # %% ../nbs/00_cam.ipynb #4ef805dd
@@ -112,8 +140,8 @@ def grad_cams(acts:Tensor, logits:Tensor, *targets)->list:
 # %% ../nbs/00_cam.ipynb #223f560e
 def forward_to_leaf(model:nn.Module, x:Tensor, layer:nn.Module)->tuple:
     "Run `model` on `x` in eval mode with `layer`'s output made a leaf: `(acts, logits)`, ready for `grad_cams`"
-    with evaluating(model), layer_output(layer, as_leaf=True) as o, torch.enable_grad():
-        logits = model(plain(x).to(model_device(model)))
+    with evaluating(model), full_precision(model), layer_output(layer, as_leaf=True) as o, torch.enable_grad():
+        logits = model(model_input(model, x))
     if o.acts is None: raise ValueError(f"The layer {type(layer).__name__} did not run in the model's forward pass: "
                                         "pass `layer=` a module that the model uses.")
     return o.acts, logits
@@ -121,8 +149,7 @@ def forward_to_leaf(model:nn.Module, x:Tensor, layer:nn.Module)->tuple:
 # %% ../nbs/00_cam.ipynb #1b025e1f
 def grad_cam(model:nn.Module, x:Tensor, targets, layer:nn.Module|None=None)->Tensor:
     "Raw Grad-CAM `(n, h, w)` of `layer` (default `model[0]`) for each image of `x` and its class in `targets`"
-    if layer is None: layer = default_layer(model)
-    return grad_cams(*forward_to_leaf(model, x, layer), targets)[0]
+    return grad_cams(*forward_to_leaf(model, x, resolve_layer(model, layer)), targets)[0]
 
 # %% ../nbs/00_cam.ipynb #3e3a5c7c
 def split_head(model:nn.Module, layer:nn.Module)->nn.Module|None:
@@ -132,6 +159,5 @@ def split_head(model:nn.Module, layer:nn.Module)->nn.Module|None:
 # %% ../nbs/00_cam.ipynb #91991d82
 def replay_head(head:nn.Module, acts:Tensor)->tuple:
     "Run `head` on stored layer outputs `acts` as a leaf: `(acts, logits)`, ready for `grad_cams`"
-    p = next(head.parameters(), None)
-    a = plain(acts).detach().to(p.dtype if p is not None and p.is_floating_point() else torch.float32).requires_grad_()
-    with evaluating(head), torch.enable_grad(): return a, head(a.clone())
+    a = model_input(head, acts).detach().requires_grad_()
+    with evaluating(head), full_precision(head), torch.enable_grad(): return a, head(a.clone())

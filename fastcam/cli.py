@@ -6,7 +6,9 @@
 from __future__ import annotations
 import argparse, sys, time, warnings
 from pathlib import Path
+warnings.filterwarnings('ignore', category=FutureWarning, module=r'torch\.jit')   # fastai's import-time noise, in the command only
 import torch
+from . import __version__
 from .cam import *
 from .callback import GradCAMCallback
 from .interpret import *
@@ -15,7 +17,8 @@ from .metrics import *
 
 # %% auto #0
 __all__ = ['UsageError', 'writable_dir', 'write_report', 'batched_maps', 'pointing_scores', 'discrimination_scores', 'demo',
-           'load_classifier', 'labelled_folder_dl', 'report', 'parser', 'main']
+           'load_classifier', 'report_folder', 'labelled_files', 'unreadable', 'labelled_dl', 'validate_with_progress',
+           'validate_readable', 'report', 'parser', 'main']
 
 # %% ../nbs/05_cli.ipynb #defed00e
 class UsageError(Exception):
@@ -33,14 +36,15 @@ def writable_dir(out)->Path:
     return out
 
 # %% ../nbs/05_cli.ipynb #94f35d63
-def write_report(interp, out:Path, k:int, **plot_kw)->tuple:
-    "Write the top-losses figure (PNG) and table (CSV) of `interp` into `out`; returns their paths"
+def write_report(interp, out:Path, k:int, largest:bool=True, **plot_kw)->tuple:
+    "Write the top-losses (or `largest=False`: smallest-losses) figure (PNG) and table (CSV) of `interp` into `out`"
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig = interp.plot_top_losses_cam(k=k, heatmap='both', **plot_kw)
-    png,csv = out/'top_losses.png',out/'top_losses.csv'
+    fig = interp.plot_top_losses_cam(k=k, largest=largest, heatmap='both', **plot_kw)
+    name = 'top_losses' if largest else 'smallest_losses'
+    png,csv = out/f'{name}.png',out/f'{name}.csv'
     fig.savefig(png, dpi=100, bbox_inches='tight'); plt.close(fig)
-    interp.top_losses_table(k).to_csv(csv, index=False)
+    interp.top_losses_table(k, largest).to_csv(csv, index=False)
     return png,csv
 
 # %% ../nbs/05_cli.ipynb #ed0585ec
@@ -83,14 +87,21 @@ def discrimination_scores(learn, dl, threshold:float=0.5)->dict:
                 mean=class_discrimination(means, means, ba, bb, size))
 
 # %% ../nbs/05_cli.ipynb #e07badd6
-def demo(out='fastcam-out', epochs:int=15, k:int=9, n_train:int=3000, n_valid:int=500, seed:int=0, lr:float=1e-2):
+def demo(out='fastcam-out', epochs:int=15, k:int=9, n_train:int=3000, n_valid:int=500, seed:int=0, lr:float=1e-2,
+         data=None, # Folder for the generated scenes; default: `fastcam_digits` in the temporary directory
+        ):
     "Train a small CNN on digit scenes with `GradCAMCallback`, write the top-losses figure and table, print the scores"
-    from fastai.vision.all import Learner, accuracy, accuracy_multi, set_seed
+    from fastai.learner import Learner
+    from fastai.metrics import accuracy, accuracy_multi
+    from fastai.torch_core import set_seed
+    import fastai.callback.schedule   # `fit_one_cycle`
     out = writable_dir(out)
     t0 = time.time()
-    print(f"Digit scenes: {n_train} train, {n_valid} valid (scikit-learn's digits on noisy 64x64 canvases)")
-    dls = digit_dls(n_train=n_train, n_valid=n_valid, seed=seed)
-    set_seed(seed, reproducible=True)
+    path = scenes_path(n_train, n_valid, 64, 1, seed, data)
+    print(f"Digit scenes: {n_train} train, {n_valid} valid (scikit-learn's digits on noisy 64x64 canvases), seed {seed}")
+    set_seed(seed, reproducible=True)    # before the `DataLoaders`: they draw their shuffling seed when made
+    dls = digit_dls(path, n_train=n_train, n_valid=n_valid, seed=seed)
+    print(f"  images written to {path} (train/ and valid/, one sub-folder per digit; reused by later runs)")
     learn = Learner(dls, digit_cnn(dls.c), metrics=accuracy, cbs=GradCAMCallback(k=k))
     learn.fit_one_cycle(epochs, lr)
     interp = learn.grad_cam.interpretation()
@@ -99,8 +110,10 @@ def demo(out='fastcam-out', epochs:int=15, k:int=9, n_train:int=3000, n_valid:in
     acc = float(learn.recorder.values[-1][-1])
     pg = pointing_scores(learn, dls.valid)
     print("Two-digit scenes: a multi-label model on scenes with one or two digits")
-    mdls = digit_dls(n_train=n_train, n_valid=n_valid, max_digits=2, seed=seed+100)
+    mpath = scenes_path(n_train, n_valid, 64, 2, seed+100, data)
     set_seed(seed, reproducible=True)
+    mdls = digit_dls(mpath, n_train=n_train, n_valid=n_valid, max_digits=2, seed=seed+100)
+    print(f"  images written to {mpath}")
     mlearn = Learner(mdls, digit_cnn(mdls.c), metrics=accuracy_multi)
     mlearn.fit_one_cycle(epochs, lr)
     cd = discrimination_scores(mlearn, mdls.valid)
@@ -109,7 +122,7 @@ def demo(out='fastcam-out', epochs:int=15, k:int=9, n_train:int=3000, n_valid:in
     print(f"Pointing game, mean activation (same items):          {pg['mean']:.3f}")
     print(f"Class discrimination, Grad-CAM ({cd['n']} of {cd['scenes']} two-digit scenes): {cd['gradcam']:.3f}")
     print(f"Class discrimination, mean activation (same scenes):  {cd['mean']:.3f}  (at most 0.5: one map for both classes)")
-    print(f"\nWrote {png}, {csv} and {out/'model.pkl'} (try: fastcam report {out/'model.pkl'} {dls.path/'valid'})")
+    print(f"\nWrote {png}, {csv} and {out/'model.pkl'} (try: fastcam report {out/'model.pkl'} {path/'valid'})")
     print(f"Took {time.time()-t0:.0f} s")
     return dict(accuracy=acc, pointing=pg, discrimination=cd, png=png, csv=csv)
 
@@ -133,38 +146,88 @@ def load_classifier(model):
     return learn
 
 # %% ../nbs/05_cli.ipynb #c6f2f62b
-def labelled_folder_dl(learn, data_dir):
-    "A labelled `DataLoader` of the images in `data_dir`'s class sub-folders, checked against `learn`'s vocabulary"
-    from fastai.vision.all import get_image_files, parent_label
+def report_folder(learn, data_dir)->Path:
+    "The folder to report on: `data_dir`, or its `valid/` (or `val/`) split, said aloud, when it has one"
     data_dir = Path(data_dir)
     if not data_dir.is_dir(): raise UsageError(f"{data_dir} is not a folder: pass a folder with one sub-folder of images per class.")
+    vocab,subs = {str(o) for o in learn.dls.vocab},{p.name for p in data_dir.iterdir() if p.is_dir()}
+    for split in ('valid', 'val'):
+        if split in subs and split not in vocab:
+            left = f" (its {', '.join(sorted(subs & {'train', 'test'}))}/ left out)" if subs & {'train', 'test'} else ''
+            print(f"Using {data_dir/split}: {data_dir} holds a {split}/ split{left}.")
+            return data_dir/split
+    if 'train' in subs and 'train' not in vocab:
+        raise UsageError(f"{data_dir} has a train/ split but no valid/: pass the folder of images to explain, e.g. "
+                         f"{data_dir/'train'} if you mean the training images.")
+    return data_dir
+
+def labelled_files(learn, data_dir:Path)->list:
+    "The images in `data_dir`'s class sub-folders, checked against `learn`'s vocabulary"
+    from fastai.data.transforms import get_image_files, parent_label
     files = get_image_files(data_dir)
     if not files: raise UsageError(f"no images in {data_dir}: put them in one sub-folder per class (e.g. {data_dir}/cat/1.jpg).")
     vocab = [str(o) for o in learn.dls.vocab]
+    loose = [f for f in files if f.parent==data_dir]
+    if loose: raise UsageError(f"{len(loose)} images lie in {data_dir} itself (e.g. {loose[0].name}), not in class sub-folders: "
+                               f"put each image in a sub-folder named after its class, e.g. {data_dir/vocab[0]/loose[0].name}.")
     unknown = sorted(set(map(parent_label, files)) - set(vocab))
     if unknown: raise UsageError(f"sub-folder names {unknown} in {data_dir} are not classes of this model, whose classes are "
                                  f"{vocab}: name each sub-folder after the class of its images.")
+    return list(files)
+
+def unreadable(files, decode:bool=False)->list:
+    "`(file, reason)` for each of `files` PIL can't open; `decode`: read every pixel too (slower, finds truncated files)"
+    from PIL import Image
+    bad = []
+    for f in files:
+        try:
+            with Image.open(f) as im: im.load() if decode else im.verify()
+        except Exception as e: bad.append((f, str(e) or type(e).__name__))
+    return bad
+
+def labelled_dl(learn, files):
+    "A labelled `DataLoader` of `files` made with `learn`'s transforms"
     try: return learn.dls.test_dl(files, with_labels=True)
     except Exception as e: raise UsageError(f"this learner can't read labels from folder names ({type(e).__name__}: {e}); "
                                             "fastcam report needs a learner whose labels come from `parent_label`.")
 
 # %% ../nbs/05_cli.ipynb #586b3284
-def report(model, data_dir, k:int=9, out='fastcam-out'):
-    "Top-losses figure and table for an exported learner on a labelled folder of images"
+def validate_with_progress(learn, dl):
+    "`learn.validate(dl=dl)` with a progress bar"
+    from fastai.callback.progress import ProgressCallback
+    return learn.validate(dl=dl, cbs=None if hasattr(learn, 'progress') else ProgressCallback())
+
+def validate_readable(learn, files:list)->tuple:
+    "Validate on the readable `files`; returns `(dl, results, skipped)`, `skipped` as `(file, reason)`"
+    skipped = unreadable(files)
+    while True:
+        ok = [f for f in files if f not in {b for b,_ in skipped}]
+        if not ok: raise UsageError(f"none of the {len(files)} images can be read, e.g. {skipped[0][0]} ({skipped[0][1]}).")
+        dl = labelled_dl(learn, ok)
+        try: return dl, validate_with_progress(learn, dl), skipped
+        except OSError as e:                                  # e.g. a truncated file that passed the quick check
+            more = unreadable(ok, decode=True)
+            if not more: raise UsageError(f"can't read the images ({type(e).__name__}: {e}).")
+            skipped += more
+
+def report(model, data_dir, k:int=9, out='fastcam-out', smallest:bool=False):
+    "Top-losses figure and table (and with `smallest`, the smallest losses too) for an exported learner on a labelled folder"
     out = writable_dir(out)
     learn = load_classifier(model)
-    dl = labelled_folder_dl(learn, data_dir)
+    files = labelled_files(learn, report_folder(learn, data_dir))
     if not isinstance(getattr(learn, 'grad_cam', None), GradCAMCallback): learn.add_cb(GradCAMCallback(k=k))
     else: learn.grad_cam.k = k
     try:
-        with learn.no_bar(): res = learn.validate(dl=dl)
+        dl,res,skipped = validate_readable(learn, files)
         interp = learn.grad_cam.interpretation()
-    except ValueError as e: raise UsageError(f"{model} can't be explained: {e}")
-    png,csv = write_report(interp, out, min(k, len(dl.dataset)))
+    except (ValueError, TypeError) as e: raise UsageError(f"{model} can't be explained: {e}")
+    if skipped: print(f"Skipped {len(skipped)} unreadable image(s): " + '; '.join(f"{f} ({why})" for f,why in skipped))
+    written = write_report(interp, out, k)
+    if smallest: written += write_report(interp, out, k, largest=False)
     names = ['loss'] + [m.name for m in learn.metrics]
     print(', '.join(f"{n} {float(v):.4f}" for n,v in zip(names, res)) + f" on {len(dl.dataset)} images")
-    print(f"Wrote {png} and {csv}")
-    return png,csv
+    print(f"Wrote {', '.join(map(str, written))}")
+    return written
 
 # %% ../nbs/05_cli.ipynb #ac80f3e3
 def _positive_int(s):
@@ -176,6 +239,7 @@ def _positive_int(s):
 def parser()->argparse.ArgumentParser:
     "The `fastcam` command's arguments"
     p = argparse.ArgumentParser(prog='fastcam', description="Where did a fastai image classifier look when it made its worst mistakes?")
+    p.add_argument('--version', action='version', version=f"fastcam {__version__}")
     sub = p.add_subparsers(dest='command', required=True)
     d = sub.add_parser('demo', help="train a small CNN on embedded digit scenes and explain its top losses",
         description="Train a small CNN on scenes made from scikit-learn's bundled digits (nothing is downloaded), with "
@@ -186,14 +250,21 @@ def parser()->argparse.ArgumentParser:
     d.add_argument('--k', type=_positive_int, default=9, help="how many top losses to show (default: %(default)s)")
     d.add_argument('--n-train', type=_positive_int, default=3000, help="training scenes (default: %(default)s)")
     d.add_argument('--n-valid', type=_positive_int, default=500, help="validation scenes (default: %(default)s)")
+    d.add_argument('--seed', type=int, default=0, help="seed of the scenes and the training: the same seed gives the same "
+                   "numbers, table and figure on the same machine (default: %(default)s)")
+    d.add_argument('--data', default=None, help="folder for the generated scene images (default: fastcam_digits in the "
+                   "temporary directory, reused by later runs)")
     r = sub.add_parser('report', help="explain the top losses of your exported learner on a labelled image folder",
         description="Load a learner saved with `learn.export()`, validate it on DATA_DIR (one sub-folder of images per "
-                    "class) and write the top-losses figure and table. WARNING: loading a pickled learner runs code from "
+                    "class; or the valid/ split of a folder with train/ and valid/) and write the top-losses figure and "
+                    "table. Unreadable images are skipped and listed. WARNING: loading a pickled learner runs code from "
                     "that file: only load files you trust.")
     r.add_argument('model', help="the .pkl written by learn.export() (trusted files only: unpickling runs code)")
-    r.add_argument('data_dir', help="folder with one sub-folder of images per class, named after the model's classes")
+    r.add_argument('data_dir', help="folder with one sub-folder of images per class, named after the model's classes "
+                   "(a folder with train/ and valid/ splits: its valid/ is used)")
     r.add_argument('--k', type=_positive_int, default=9, help="how many top losses to show (default: %(default)s)")
     r.add_argument('--out', default='fastcam-out', help="folder for top_losses.png and top_losses.csv (default: %(default)s)")
+    r.add_argument('--smallest', action='store_true', help="also write smallest_losses.png and .csv: the k best-explained items")
     return p
 
 # %% ../nbs/05_cli.ipynb #c28639b6
@@ -201,8 +272,8 @@ def main(argv=None)->int:
     "Run the `fastcam` command; bad input gives a one-line message and exit status 2"
     args = parser().parse_args(argv)
     try:
-        if args.command=='demo': demo(args.out, args.epochs, args.k, args.n_train, args.n_valid)
-        else: report(args.model, args.data_dir, args.k, args.out)
+        if args.command=='demo': demo(args.out, args.epochs, args.k, args.n_train, args.n_valid, args.seed, data=args.data)
+        else: report(args.model, args.data_dir, args.k, args.out, args.smallest)
     except UsageError as e:
         print(f"fastcam {args.command}: error: {e}", file=sys.stderr)
         return 2

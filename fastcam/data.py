@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image
 from sklearn.datasets import load_digits
-from fastai.vision.all import ImageDataLoaders, PILImageBW, MultiCategoryBlock, ConvLayer, Flatten
+from fastai.data.block import MultiCategoryBlock
+from fastai.vision.core import PILImageBW
+from fastai.vision.data import ImageDataLoaders
+from fastai.layers import ConvLayer, Flatten
 
 # %% auto #0
 __all__ = ['digit_images', 'digit_scene', 'digit_scenes', 'write_scenes', 'read_scenes', 'scenes_path', 'digit_dls',
@@ -93,10 +96,10 @@ def read_scenes(path:Path)->pd.DataFrame:
     return df
 
 # %% ../nbs/03_data.ipynb #ee4a30b6
-def scenes_path(n_train:int, n_valid:int, size:int, max_digits:int, seed:int)->Path:
-    "A folder in the temporary directory for these scenes, written once and reused (scenes are deterministic)"
+def scenes_path(n_train:int, n_valid:int, size:int, max_digits:int, seed:int, root:Path|None=None)->Path:
+    "A folder under `root` (default: the temporary directory's `fastcam_digits`) for these scenes, written once and reused"
     key = hashlib.md5(repr((n_train, n_valid, size, max_digits, seed)).encode()).hexdigest()[:10]
-    path = Path(tempfile.gettempdir())/'fastcam_digits'/key
+    path = Path(root or Path(tempfile.gettempdir())/'fastcam_digits')/key
     if not (path/'scenes.csv').exists(): write_scenes(path, n_train, n_valid, size, max_digits, seed)
     return path
 

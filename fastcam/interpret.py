@@ -13,8 +13,9 @@ from .cam import *
 from .callback import GradCAMCallback, explain_targets
 
 # %% auto #0
-__all__ = ['captured_items', 'compute_maps', 'check_classification', 'top_loss_items', 'normalize_map', 'show_cam',
-           'is_multilabel', 'top_loss_caption']
+__all__ = ['captured_items', 'compute_maps', 'predict_items', 'items_batch', 'check_classification', 'top_loss_items',
+           'display_range', 'normalize_map', 'is_empty_map', 'show_cam', 'is_multilabel', 'fmt_prob',
+           'top_loss_caption', 'panel_label', 'group_panels', 'note_scale']
 
 # %% ../nbs/02_interpret.ipynb #fc74c4fd
 _item_names = 'idxs losses targs decoded probs inputs mean_maps cam_actual cam_pred cam_actual_for cam_pred_for'.split()
@@ -31,6 +32,8 @@ def captured_items(interp:Interpretation, idxs)->dict|None:
     return {n: getattr(cb, n)[rows] for n in _item_names}
 
 # %% ../nbs/02_interpret.ipynb #e57bd968
+_explained = 'targs probs decoded cam_actual_for cam_pred_for'.split()
+
 def compute_maps(learn, x, targs, layer:nn.Module|None=None)->dict:
     "Mean-activation maps and both Grad-CAMs of `x` with what they explain, in one batched forward and backward"
     if layer is None:
@@ -39,8 +42,23 @@ def compute_maps(learn, x, targs, layer:nn.Module|None=None)->dict:
     acts,logits = forward_to_leaf(learn.model, x, layer)
     ex = explain_targets(learn, logits, targs)
     cam_actual,cam_pred = grad_cams(acts, logits, ex['cam_actual_for'], ex['cam_pred_for'])
-    return {**{n: ex[n].cpu() for n in ('probs','decoded','cam_actual_for','cam_pred_for')},
+    return {**{n: ex[n].cpu() for n in _explained},
             'mean_maps': acts.detach().float().mean(1).cpu(), 'cam_actual': cam_actual.cpu(), 'cam_pred': cam_pred.cpu()}
+
+def predict_items(learn, x, targs)->dict:
+    "Probabilities and predictions of `x` (no maps), in one forward in eval mode"
+    model = learn.model
+    with evaluating(model), full_precision(model), torch.no_grad(): logits = model(model_input(model, x))
+    ex = explain_targets(learn, logits, targs)
+    return {n: ex[n].cpu() for n in _explained}
+
+# %% ../nbs/02_interpret.ipynb #5d3e1b90
+def items_batch(interp:Interpretation, idxs)->tuple:
+    "Inputs and targets of the items `idxs` of `interp.dl`, as one batch made with the learner's transforms"
+    idxs = plain(torch.as_tensor(idxs)).tolist()
+    items = getattr(interp.dl.items, 'iloc', L(interp.dl.items))[idxs]
+    b = interp.learn.dls.test_dl(items, with_labels=True, bs=len(idxs)).one_batch()
+    return b[0],b[1]
 
 # %% ../nbs/02_interpret.ipynb #2ca87d5e
 def check_classification(interp):
@@ -59,50 +77,107 @@ def top_loss_items(interp:ClassificationInterpretation,
     "The `k` top-loss items of `interp`: from the capture when possible, else one batched pass over just those items"
     check_classification(interp)
     if isinstance(k, bool) or not isinstance(k, int) or k<1: raise ValueError(f"`k` must be a positive int, got {k!r}.")
-    losses,idxs = interp.top_losses(k, largest)
+    losses,idxs = interp.top_losses(min(k, len(interp.losses)), largest)
     got = captured_items(interp, idxs) if layer is None else None
     if got is not None: return got
-    inps,probs,targs,decoded,_ = interp[idxs]
-    res = dict(idxs=plain(idxs), losses=plain(losses).float(), targs=plain(targs), decoded=plain(decoded),
-               probs=plain(probs).float(), inputs=inps)
-    return {**res, **compute_maps(interp.learn, inps, targs, layer)} if with_maps else res
+    x,targs = items_batch(interp, idxs)
+    res = dict(idxs=plain(idxs), losses=plain(losses).float(), inputs=x)
+    return {**res, **(compute_maps(interp.learn, x, targs, layer) if with_maps else predict_items(interp.learn, x, targs))}
 
 # %% ../nbs/02_interpret.ipynb #0be25575
-def normalize_map(m:torch.Tensor)->torch.Tensor:
-    "`m` scaled to [0, 1] for display (a constant map becomes zeros)"
-    m = m.float()-m.min()
-    return m/m.max() if m.max()>0 else m
+def display_range(maps:torch.Tensor, scale:str='each')->torch.Tensor:
+    "`(n, 2)` low and high values that map to 0 and 1: each map's own min and max, or one `'shared'` range for all"
+    flat = maps.float().reshape(len(maps), -1)
+    lo,hi = flat.min(1).values,flat.max(1).values
+    if scale=='shared': lo,hi = lo.min().expand(len(maps)),hi.max().expand(len(maps))
+    return torch.stack([lo, hi], 1)
+
+def normalize_map(m:torch.Tensor, lo=None, hi=None)->torch.Tensor:
+    "`m` scaled to [0, 1] for display, from `lo`..`hi` (default: its own min and max; a constant map becomes zeros)"
+    m = m.float()
+    lo,hi = (m.min() if lo is None else lo),(m.max() if hi is None else hi)
+    return ((m-lo)/(hi-lo)).clamp(0, 1) if hi>lo else torch.zeros_like(m)
+
+def is_empty_map(m:torch.Tensor)->bool:
+    "Whether `m` is all zero: no positive evidence at all after Grad-CAM's ReLU"
+    return not bool(m.ne(0).any())
 
 # %% ../nbs/02_interpret.ipynb #4e3c0818
-def show_cam(img, cam:torch.Tensor, ctx=None, title:str|None=None, alpha:float=0.6, cmap:str='magma', **kwargs):
-    "Show fastai image `img` with heatmap `cam` stretched over it; returns the axes"
+def show_cam(img, cam:torch.Tensor, ctx=None, title:str|None=None, alpha:float=0.6, cmap:str='magma',
+             label:str|None=None, # What the map is, written under the panel
+             rng:tuple|None=None, # The values shown as 0 and 1; default: the map's own min and max
+             **kwargs):
+    "Show fastai image `img` with heatmap `cam` stretched over exactly its pixels; returns the axes"
     ax = img.show(ctx=ctx, title=title, **kwargs)
-    h,w = img.shape[-2:]
-    ax.imshow(normalize_map(cam), alpha=alpha, cmap=cmap, interpolation='bilinear', extent=(0, w, h, 0))
+    lo,hi = (None, None) if rng is None else rng
+    ax.imshow(normalize_map(cam, lo, hi), alpha=alpha, cmap=cmap, vmin=0, vmax=1, interpolation='bilinear',
+              extent=ax.get_images()[0].get_extent())
+    if is_empty_map(cam):
+        ax.text(0.5, 0.5, "all zero:\nno positive\nevidence", transform=ax.transAxes, ha='center', va='center',
+                fontsize=9, color='black', bbox=dict(boxstyle='round', facecolor='white', alpha=0.85))
+        label = None if label is None else f"{label}: all zero"
+    if label is not None: ax.text(0.5, -0.02, label, transform=ax.transAxes, ha='center', va='top', fontsize=9)
     return ax
 
 # %% ../nbs/02_interpret.ipynb #ccef11eb
-_heatmaps,_cam_fors = ('gradcam','mean','both'),('actual','predicted')
+_heatmaps,_cam_fors,_scales = ('gradcam','mean','both'),('actual','predicted'),('each','shared')
 
 def is_multilabel(t:dict)->bool: return t['targs'].ndim==2
 
 def _names(vocab, khot): return ';'.join(str(vocab[int(j)]) for j in khot.nonzero()[:,0]) or '-'
 
+def fmt_prob(p:float)->str:
+    "A probability with at least two significant digits: `0.87`, `0.12`, `3.1e-04`"
+    return f"{p:.2f}" if p>=0.1 else f"{p:.1e}"
+
 def top_loss_caption(vocab, t:dict, i:int, cam_for:str='actual')->str:
     "`predicted/actual / loss / probability of the actual class`; multi-label: `... / label the map is for: its probability`"
     if not is_multilabel(t):
         targ,pred = int(t['targs'][i]),int(t['decoded'][i])
-        return f"{vocab[pred]}/{vocab[targ]} / {float(t['losses'][i]):.2f} / {float(t['probs'][i,targ]):.2f}"
+        return f"{vocab[pred]}/{vocab[targ]} / {float(t['losses'][i]):.2f} / {fmt_prob(float(t['probs'][i,targ]))}"
     c = int(t['cam_actual_for' if cam_for=='actual' else 'cam_pred_for'][i])
     return (f"{_names(vocab, t['decoded'][i])}/{_names(vocab, t['targs'][i])} / {float(t['losses'][i]):.2f} / "
-            f"{vocab[c]}: {float(t['probs'][i,c]):.2f}")
+            f"{vocab[c]}: {fmt_prob(float(t['probs'][i,c]))}")
+
+def panel_label(vocab, t:dict, i:int, heatmap:str, cam_for:str='actual')->str:
+    "What one panel shows: the method, and the class the map is for (`'Grad-CAM: 3 (actual)'`, `'mean activation'`)"
+    if heatmap=='mean': return 'mean activation'
+    c = int(t['cam_actual_for' if cam_for=='actual' else 'cam_pred_for'][i])
+    role = ('most wrong' if cam_for=='actual' else 'most probable') if is_multilabel(t) else cam_for
+    return f"Grad-CAM: {vocab[c]} ({role})"
 
 def _check_choice(name, v, choices):
     if v not in choices: raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {v!r}.")
 
+# %% ../nbs/02_interpret.ipynb #6b2f0d11
+def group_panels(fig, axs, size:int):
+    "Draw a light box behind each run of `size` axes (one item's panels) and centre the item's caption over it"
+    from matplotlib.patches import FancyBboxPatch
+    r = fig.canvas.get_renderer()
+    inv = fig.transFigure.inverted()
+    for g in range(0, len(axs), size):
+        group = axs[g:g+size]
+        first,last = group[0].get_position(),group[-1].get_position()
+        group[0].title.set_x(((first.x0+last.x1)/2-first.x0)/first.width)
+        boxes = [ax.get_tightbbox(r).transformed(inv) for ax in group]
+        x0,y0 = min(b.x0 for b in boxes),min(b.y0 for b in boxes)
+        x1,y1 = max(b.x1 for b in boxes),max(b.y1 for b in boxes)
+        fig.add_artist(FancyBboxPatch((x0, y0), x1-x0, y1-y0, boxstyle='round,pad=0.004', transform=fig.transFigure,
+                                      facecolor='0.92', edgecolor='0.55', linewidth=0.8, zorder=-1))
+
+def note_scale(fig, axs, scale:str, cmap:str, colorbar:bool):
+    "Say on `fig` how its maps are scaled and, with `colorbar`, add a colour bar for [0, 1]"
+    note = ("each map scaled to its own [0, 1]" if scale=='each' else
+            "maps of one kind scaled together to [0, 1] (shared scale)")
+    if colorbar:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+        fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=axs, shrink=0.6, label=note)
+    fig.text(0.5, 0.002, f"Heatmaps: {note}.", ha='center', va='bottom', fontsize=9, color='0.3')
+
 @patch
 def plot_top_losses_cam(self:Interpretation,
-    k:int=9, # How many of the top losses to show
+    k:int=9, # How many of the top losses to show (at most all of them)
     largest:bool=True, # Largest losses (or smallest)
     heatmap:str='gradcam', # 'gradcam', 'mean' (mean activation) or 'both' side by side
     cam_for:str='actual', # Grad-CAM of the 'actual' class (where the missed evidence is) or the 'predicted' one
@@ -110,22 +185,27 @@ def plot_top_losses_cam(self:Interpretation,
     cmap:str='magma', # Colormap of the heatmap
     nrows:int|None=None, ncols:int|None=None, figsize:tuple|None=None, # Grid, as in fastai's `get_grid`
     layer:nn.Module|None=None, # Layer to explain instead of the callback's (maps are then computed)
+    scale:str='each', # 'each' map to its own [0, 1], or 'shared': the maps of one kind together
+    colorbar:bool=False, # Add a colour bar
     **kwargs # Passed to the image's `show`
 )->plt.Figure:
     "Show the `k` top-loss images with their heatmaps, captioned prediction/actual/loss/probability of the actual class"
-    _check_choice('heatmap', heatmap, _heatmaps); _check_choice('cam_for', cam_for, _cam_fors)
+    _check_choice('heatmap', heatmap, _heatmaps); _check_choice('cam_for', cam_for, _cam_fors); _check_choice('scale', scale, _scales)
     t = top_loss_items(self, k, largest, layer=layer)
     n = len(t['idxs'])
     imgs = L(self.dl.decode_batch((t['inputs'], t['targs']), max_n=n, full=False)).itemgot(0)
-    cams = t['cam_actual' if cam_for=='actual' else 'cam_pred']
-    fig,axs = get_grid(n, nrows, ncols, figsize=figsize, double=heatmap=='both', return_fig=True,
+    kinds = ('gradcam','mean') if heatmap=='both' else (heatmap,)
+    maps = {'gradcam': t['cam_actual' if cam_for=='actual' else 'cam_pred'], 'mean': t['mean_maps']}
+    rngs = {o: display_range(maps[o], scale) for o in kinds}
+    fig,axs = get_grid(n, nrows, ncols, figsize=figsize, double=len(kinds)==2, return_fig=True,
                        title='Prediction/Actual/Loss/Probability')
     for i,img in enumerate(imgs):
-        caption = top_loss_caption(self.vocab, t, i, cam_for)
-        if heatmap=='both':
-            show_cam(img, cams[i], axs[2*i], caption, alpha, cmap, **kwargs)
-            show_cam(img, t['mean_maps'][i], axs[2*i+1], 'mean activation', alpha, cmap, **kwargs)
-        else: show_cam(img, cams[i] if heatmap=='gradcam' else t['mean_maps'][i], axs[i], caption, alpha, cmap, **kwargs)
+        for j,o in enumerate(kinds):
+            show_cam(img, maps[o][i], axs[len(kinds)*i+j], top_loss_caption(self.vocab, t, i, cam_for) if j==0 else None,
+                     alpha, cmap, label=panel_label(self.vocab, t, i, o, cam_for), rng=rngs[o][i].tolist(), **kwargs)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    note_scale(fig, axs, scale, cmap, colorbar)
+    if len(kinds)>1: group_panels(fig, axs, len(kinds))
     return fig
 
 # %% ../nbs/02_interpret.ipynb #b539b0d1

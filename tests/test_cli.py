@@ -86,3 +86,72 @@ def test_console_script_is_installed():
     assert exe.exists()
     r = subprocess.run([exe, '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and 'usage: fastcam' in r.stdout
+
+# ---------------------------------------------------------------- issue 8: real folders, seeds, version, progress
+def demo_folder(txt):
+    "The validation folder the demo's output names"
+    return Path(next(l for l in txt.splitlines() if 'fastcam report' in l).split()[-1].rstrip(')'))
+
+def test_demo_says_where_its_images_are(demo_out):
+    lines = [l for l in demo_out[1].splitlines() if 'images written to' in l]
+    assert lines and all(list(Path(l.split('images written to ')[1].split(' (')[0]).rglob('*.png')) for l in lines)
+
+def test_demo_with_the_same_seed_gives_the_same_numbers_table_and_figure(tmp_path):
+    args = ('--epochs', 1, '--n-train', 120, '--n-valid', 40, '--k', 3, '--seed', 7, '--data', tmp_path/'data')
+    runs = [fastcam('demo', '--out', tmp_path/o, *args) for o in ('a', 'b')]
+    for code,txt in runs: assert code == 0, txt
+    numbers = [[l for l in txt.splitlines() if ':' in l and l.split(':')[-1].strip()[:1].isdigit() and 'Took' not in l]
+               for _,txt in runs]
+    assert numbers[0] and numbers[0] == numbers[1]
+    assert (tmp_path/'a'/'top_losses.csv').read_text() == (tmp_path/'b'/'top_losses.csv').read_text()
+    import numpy as np
+    assert np.array_equal(np.asarray(Image.open(tmp_path/'a'/'top_losses.png')), np.asarray(Image.open(tmp_path/'b'/'top_losses.png')))
+    assert list((tmp_path/'data').rglob('*.png'))          # --data: the scenes are where the user asked
+
+def test_version():
+    from fastcam import __version__
+    code,txt = fastcam('--version')
+    assert code == 0 and txt.strip() == f"fastcam {__version__}"
+
+def scenes_copy(demo_txt, root, n=3):
+    "A few of the demo's validation images, as `root/<class>/<file>.png`"
+    import shutil
+    valid = demo_folder(demo_txt)
+    for c in ('3', '5'):
+        (root/c).mkdir(parents=True, exist_ok=True)
+        for f in sorted((valid/c).glob('*.png'))[:n]: shutil.copy(f, root/c/f.name)
+    return root
+
+def test_report_skips_unreadable_images_and_names_them(demo_out, tmp_path):
+    data = scenes_copy(demo_out[1], tmp_path/'data')
+    (data/'3'/'garbage.png').write_bytes(b'not an image at all')
+    good = sorted((data/'5').glob('*.png'))[0].read_bytes()
+    (data/'5'/'truncated.png').write_bytes(good[:len(good)//2])
+    code,txt = fastcam('report', demo_out[0]/'model.pkl', data, '--k', 3, '--out', tmp_path/'o')
+    assert code == 0 and 'Traceback' not in txt, txt
+    assert 'Skipped 2 unreadable' in txt and 'garbage.png' in txt and 'truncated.png' in txt, txt
+    df = pd.read_csv(tmp_path/'o'/'top_losses.csv')
+    assert len(df) == 3 and not df['item'].str.contains('garbage|truncated').any()
+
+def test_report_uses_the_valid_split_and_says_so(demo_out, tmp_path):
+    scenes_copy(demo_out[1], tmp_path/'data'/'train', n=4)
+    scenes_copy(demo_out[1], tmp_path/'data'/'valid', n=2)
+    code,txt = fastcam('report', demo_out[0]/'model.pkl', tmp_path/'data', '--k', 9, '--out', tmp_path/'o')
+    assert code == 0, txt
+    assert f"Using {tmp_path/'data'/'valid'}" in txt and 'train/ left out' in txt, txt
+    df = pd.read_csv(tmp_path/'o'/'top_losses.csv')
+    assert len(df) == 4 and df['item'].str.contains('/valid/').all()
+
+def test_report_on_images_without_class_folders(demo_out, tmp_path):
+    (tmp_path/'flat').mkdir()
+    for i in range(2): Image.new('L', (64, 64), 40*i).save(tmp_path/'flat'/f'{i}.png')
+    check_error(*fastcam('report', demo_out[0]/'model.pkl', tmp_path/'flat', '--out', tmp_path/'o'), 'not in class sub-folders')
+
+def test_report_shows_progress_and_the_smallest_losses(demo_out, tmp_path):
+    data = scenes_copy(demo_out[1], tmp_path/'data', n=6)
+    code,txt = fastcam('report', demo_out[0]/'model.pkl', data, '--k', 3, '--out', tmp_path/'o', '--smallest')
+    assert code == 0, txt
+    assert '100.00%' in txt                                   # the progress bar while validating
+    top,low = pd.read_csv(tmp_path/'o'/'top_losses.csv'),pd.read_csv(tmp_path/'o'/'smallest_losses.csv')
+    assert (tmp_path/'o'/'smallest_losses.png').exists() and len(low) == 3
+    assert (low.loss.diff().dropna() >= 0).all() and low.loss.max() <= top.loss.min()
