@@ -206,11 +206,94 @@ def agreement(learn, n=32):
     mm = lambda m: torch.stack([normalize_map(o) for o in m])
     return dict(items=n, max_abs_diff=(mm(ours)-theirs).abs().max().item())
 
+# ---------------------------------------------------------------- 6. every gradient method from the one replay
+GRADIENT_METHODS = ['gradcam', 'hirescam', 'gradcam++', 'xgradcam', 'layercam']
+
+def interleaved_min(fs:dict, reps:int)->dict:
+    "The fastest of `reps` interleaved runs of each function in `fs`"
+    ts = {n: [] for n in fs}
+    for _ in range(reps):
+        for n,f in fs.items(): ts[n].append(timed(f))
+    return {n: min(v) for n,v in ts.items()}
+
+class TimedAfterValidate(GradCAMCallback):
+    "`GradCAMCallback` that keeps the seconds its `after_validate` (the replay and the maps of the top-k) took"
+    def after_validate(self):
+        t = time.perf_counter(); super().after_validate(); self.spent = time.perf_counter()-t
+
+def methods_replay(learn, k, reps):
+    "The top-k replay (actual, predicted, contrast), and the callback's whole after-validation work: all gradient methods / Grad-CAM alone"
+    cb = GradCAMCallback(k=k)
+    learn.add_cb(cb); quiet_validate(learn); learn.remove_cb(cb)
+    model,layer = learn.model.eval(),learn.model[0]
+    with torch.no_grad(): acts = layer(cb.inputs.as_subclass(torch.Tensor))
+    ex = dict(targs=cb.targs, probs=cb.probs, cam_actual_for=cb.cam_actual_for, cam_pred_for=cb.cam_pred_for)
+    head = split_head(model, layer)
+    def replay(methods): return explain_maps(Replay(*replay_head(head, acts)), ex, methods)
+    r = interleaved_min(dict(one=lambda: replay(['gradcam']), all=lambda: replay(GRADIENT_METHODS)), reps*30)
+    cbs = dict(one=TimedAfterValidate(k=k), all=TimedAfterValidate(k=k, methods=GRADIENT_METHODS))
+    spent = {n: [] for n in cbs}
+    for _ in range(reps):
+        for n,c in cbs.items():
+            with learn.added_cbs(c): quiet_validate(learn)
+            spent[n].append(c.spent)
+    return dict(gradcam_s=r['one'], all_s=r['all'], ratio=r['all']/r['one'], after_one_s=min(spent['one']),
+                after_all_s=min(spent['all']), after_ratio=min(spent['all'])/min(spent['one']))
+
+# ---------------------------------------------------------------- 7. Score-CAM against pytorch-grad-cam's
+def scorecam_speed(learn, k):
+    "Score-CAM for the top-k: pytorch-grad-cam's ScoreCAM (once per set of targets) vs fastcam (one set of masked forwards)"
+    from pytorch_grad_cam import ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    cb = GradCAMCallback(k=k)
+    learn.add_cb(cb); quiet_validate(learn); learn.remove_cb(cb)
+    model,x = learn.model.eval(),cb.inputs.as_subclass(torch.Tensor)
+    def theirs(t):
+        with ScoreCAM(model=model, target_layers=[model[0]]) as c:
+            return c(input_tensor=x, targets=[ClassifierOutputTarget(int(i)) for i in t])
+    def ours(*ts):
+        acts,logits = forward_to_leaf(model, x, model[0])
+        return replay_maps(Replay(acts, logits, model, x), dict(enumerate(ts)), ['scorecam'])
+    with tqdm_off():
+        one_theirs,one_ours = timed(lambda: theirs(cb.cam_actual_for)),timed(lambda: ours(cb.cam_actual_for))
+        two_theirs = timed(lambda: (theirs(cb.cam_actual_for), theirs(cb.cam_pred_for)))
+        two_ours = timed(lambda: ours(cb.cam_actual_for, cb.cam_pred_for))
+    return dict(one_theirs=one_theirs, one_ours=one_ours, two_theirs=two_theirs, two_ours=two_ours)
+
+class tqdm_off:
+    "Silence pytorch-grad-cam's per-batch tqdm bars"
+    def __enter__(self):
+        import tqdm, functools
+        self.orig = tqdm.tqdm
+        tqdm.tqdm = functools.partial(self.orig, disable=True)
+    def __exit__(self, *a):
+        import tqdm
+        tqdm.tqdm = self.orig
+
+def core_rows(name, learn, reps)->list:
+    "Rows 1-3 and 5 for one model"
+    rows = []
+    n = len(learn.dls.valid_ds)
+    v = validation_overhead(learn, reps)
+    rows.append((name, f"1. validate() with / without callback ({n} items; runs without it vary by {v['spread']:.0%})", f"{v['with_s']:.2f} s / {v['without_s']:.2f} s", f"{v['ratio']:.3f}x", '<= 1.05x'))
+    rows.append((name, f'1. (validate() + time spent in the callback) / validate()', f"{v['own_s']*1000:.0f} ms / {v['without_s']:.2f} s", f"{v['own_ratio']:.3f}x", '<= 1.05x'))
+    for k in (9, 64):
+        h = time_to_heatmaps(learn, k, reps)
+        rows.append((name, f'2. top-{k} heatmaps after validation: fastai v1 loop / fastcam', f"{h['fastai_v1_s']:.2f} s / {h['fastcam_s']*1000:.1f} ms", f"{h['speedup_vs_v1']:.0f}x faster", '>= 20x'))
+        rows.append((name, f'2. top-{k} heatmaps after validation: pytorch-grad-cam / fastcam', f"{h['pytorch_grad_cam_s']:.2f} s / {h['fastcam_s']*1000:.1f} ms", f"{h['speedup_vs_pgc']:.0f}x faster", '>= 20x'))
+    for k in (9, 64):
+        c = cam_vs_forward(learn, k, reps)
+        rows.append((name, f'3. grad_cam on {k} images / one forward of them', f"{c['grad_cam_s']*1000:.1f} ms / {c['forward_s']*1000:.1f} ms", f"{c['grad_cam_over_forward']:.2f}x", 'report'))
+        rows.append((name, f'3. head replay, 2 Grad-CAMs of {k} / one forward (head alone: {c["head_forward_s"]*1000:.2f} ms)', f"{c['replay_s']*1000:.2f} ms / {c['forward_s']*1000:.1f} ms", f"{c['replay_two_cams_over_forward']:.3f}x", 'close to head'))
+    g = agreement(learn)
+    rows.append((name, f"5. fastcam vs pytorch-grad-cam, min-max normalized at layer resolution ({g['items']} items)", 'max abs diff', f"{g['max_abs_diff']:.1e}", 'agree'))
+    return rows
+
 # ---------------------------------------------------------------- the table
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help="smaller sets and fewer repeats")
-    p.add_argument('--only', choices=['digits', 'resnet', 'memory'], help="run one part only")
+    p.add_argument('--only', choices=['digits', 'resnet', 'memory', 'methods'], help="run one part only ('methods': rows 6-7)")
     p.add_argument('--child-memory', nargs=2, type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child_memory:
@@ -221,21 +304,14 @@ def main():
           f"{'quick' if a.quick else 'full'} run\n")
     rows = []
     setups = dict(digits=lambda: digit_setup(n_digits), resnet=lambda: resnet_setup(n_resnet, 96 if a.quick else 128))
-    for name,learn in (f() for n,f in setups.items() if a.only in (None, n)):
-        n = len(learn.dls.valid_ds)
-        v = validation_overhead(learn, reps)
-        rows.append((name, f"1. validate() with / without callback ({n} items; runs without it vary by {v['spread']:.0%})", f"{v['with_s']:.2f} s / {v['without_s']:.2f} s", f"{v['ratio']:.3f}x", '<= 1.05x'))
-        rows.append((name, f'1. (validate() + time spent in the callback) / validate()', f"{v['own_s']*1000:.0f} ms / {v['without_s']:.2f} s", f"{v['own_ratio']:.3f}x", '<= 1.05x'))
-        for k in (9, 64):
-            h = time_to_heatmaps(learn, k, reps)
-            rows.append((name, f'2. top-{k} heatmaps after validation: fastai v1 loop / fastcam', f"{h['fastai_v1_s']:.2f} s / {h['fastcam_s']*1000:.1f} ms", f"{h['speedup_vs_v1']:.0f}x faster", '>= 20x'))
-            rows.append((name, f'2. top-{k} heatmaps after validation: pytorch-grad-cam / fastcam', f"{h['pytorch_grad_cam_s']:.2f} s / {h['fastcam_s']*1000:.1f} ms", f"{h['speedup_vs_pgc']:.0f}x faster", '>= 20x'))
-        for k in (9, 64):
-            c = cam_vs_forward(learn, k, reps)
-            rows.append((name, f'3. grad_cam on {k} images / one forward of them', f"{c['grad_cam_s']*1000:.1f} ms / {c['forward_s']*1000:.1f} ms", f"{c['grad_cam_over_forward']:.2f}x", 'report'))
-            rows.append((name, f'3. head replay, 2 Grad-CAMs of {k} / one forward (head alone: {c["head_forward_s"]*1000:.2f} ms)', f"{c['replay_s']*1000:.2f} ms / {c['forward_s']*1000:.1f} ms", f"{c['replay_two_cams_over_forward']:.3f}x", 'close to head'))
-        g = agreement(learn)
-        rows.append((name, f"5. fastcam vs pytorch-grad-cam, min-max normalized at layer resolution ({g['items']} items)", 'max abs diff', f"{g['max_abs_diff']:.1e}", 'agree'))
+    for name,learn in (f() for n,f in setups.items() if a.only in (None, n, 'methods')):
+        if a.only != 'methods': rows += core_rows(name, learn, reps)
+        mr = methods_replay(learn, 9, reps)
+        rows.append((name, f"6. top-9 replay (actual, predicted, contrast): all 5 gradient methods / Grad-CAM alone", f"{mr['all_s']*1000:.2f} ms / {mr['gradcam_s']*1000:.2f} ms", f"{mr['ratio']:.2f}x", '<= 1.2x'))
+        rows.append((name, f"6. the callback's work after validation (replay, maps, capture): all 5 gradient methods / Grad-CAM alone", f"{mr['after_all_s']*1000:.2f} ms / {mr['after_one_s']*1000:.2f} ms", f"{mr['after_ratio']:.2f}x", '<= 1.2x'))
+        sc = scorecam_speed(learn, 9)
+        rows.append((name, "7. Score-CAM, top-9, one class each: pytorch-grad-cam / fastcam", f"{sc['one_theirs']:.2f} s / {sc['one_ours']:.2f} s", f"{sc['one_theirs']/sc['one_ours']:.2f}x faster", '>= 3x'))
+        rows.append((name, "7. Score-CAM, top-9, actual and predicted class: pytorch-grad-cam (2 runs) / fastcam (1 run)", f"{sc['two_theirs']:.2f} s / {sc['two_ours']:.2f} s", f"{sc['two_theirs']/sc['two_ours']:.2f}x faster", '>= 3x'))
     sizes = (2000, 20000) if not a.quick else (1000, 4000)
     m = memory(sizes) if a.only in (None, 'memory') else None
     if m:

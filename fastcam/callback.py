@@ -10,11 +10,13 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback, GatherPredsCallback
+from fastai.torch_core import to_cpu
 from fastai.interpret import ClassificationInterpretation
 from .cam import *
 
 # %% auto #0
-__all__ = ['merge_top_k', 'prediction_fns', 'explain_targets', 'state_fingerprint', 'same_fingerprint', 'GradCAMCallback']
+__all__ = ['merge_top_k', 'prediction_fns', 'explain_targets', 'cam_targets', 'with_base_methods', 'explain_maps',
+           'state_fingerprint', 'same_fingerprint', 'GradCAMCallback']
 
 # %% ../nbs/01_callback.ipynb #9c4c31cb
 def merge_top_k(kept:dict|None, new:dict, k:int)->dict:
@@ -58,6 +60,27 @@ def explain_targets(learn, logits:Tensor, targs:Tensor)->dict:
     return dict(losses=per.mean(1), probs=probs, targs=targs, decoded=decoded,
                 cam_actual_for=per.argmax(1) if multi else targs.long(), cam_pred_for=probs.argmax(1) if multi else decoded.long())
 
+# %% ../nbs/01_callback.ipynb #3d9f6a11
+def cam_targets(ex:dict)->dict:
+    "What the maps are for: the `actual` and `predicted` classes and, for single-label, the `contrast` of the two"
+    t = dict(actual=ex['cam_actual_for'], predicted=ex['cam_pred_for'])
+    if ex['targs'].ndim==1:
+        c = ex['probs'].shape[1]
+        t['contrast'] = F.one_hot(ex['cam_pred_for'].long(), c).float()-F.one_hot(ex['cam_actual_for'].long(), c).float()
+    return t
+
+def with_base_methods(methods)->list:
+    "`methods` after the two every capture has: the mean activation and Grad-CAM"
+    return list(dict.fromkeys(['mean', 'gradcam', *(check_methods(methods) if methods else [])]))
+
+def explain_maps(r:Replay, ex:dict, methods)->dict:
+    "`{method: {'actual'|'predicted'|'contrast': (n, h, w)}}` for the items of `ex` (see `explain_targets`)"
+    maps = replay_maps(r, cam_targets(ex), methods)
+    wrong = (ex['cam_pred_for']!=ex['cam_actual_for']).to(r.acts.device)[:, None, None]
+    for m in maps:
+        if 'contrast' in maps[m]: maps[m]['contrast'] = maps[m]['contrast']*wrong   # correct: nothing to contrast
+    return maps
+
 # %% ../nbs/01_callback.ipynb #0d246486
 def state_fingerprint(model:nn.Module)->tuple:
     "Version counters and float32 sums of every weight and buffer: they change when the model trains or is loaded"
@@ -71,7 +94,7 @@ def same_fingerprint(a:tuple, b:tuple)->bool:
     return a[0]==b[0] and torch.equal(a[1], b[1])
 
 # %% ../nbs/01_callback.ipynb #af72c758
-_capture_names = 'captured_dl idxs losses targs decoded probs inputs mean_maps cam_actual cam_pred cam_actual_for cam_pred_for all_losses'.split()
+_capture_names = 'captured_dl idxs losses targs decoded probs inputs maps mean_maps cam_actual cam_pred cam_actual_for cam_pred_for all_losses'.split()
 
 class GradCAMCallback(Callback):
     "Keep the `k` largest validation losses with their mean-activation maps and Grad-CAMs (actual and predicted class)"
@@ -79,10 +102,12 @@ class GradCAMCallback(Callback):
     def __init__(self,
         k:int=9, # How many of the largest losses to keep
         layer:nn.Module|None=None, # Module whose output is explained; `None` means `learn.model[0]`
+        methods=('gradcam',), # CAM methods computed in the replay (see `cam_methods`); Grad-CAM and the mean always are
     ):
         if isinstance(k, bool) or not isinstance(k, int) or k<1:
             raise ValueError(f"`k` is how many of the largest losses to keep: a positive int, got {k!r}.")
         check_layer_arg(layer)
+        methods = tuple(check_methods(methods))
         store_attr()
         self._clear_capture()
         self._reset_pass()
@@ -174,7 +199,7 @@ class GradCAMCallback(Callback):
             self._clear_capture()
             res = dict(kept, **self._maps(kept), all_losses=self._losses[:self._seen])
             for n,v in res.items():
-                if n in _capture_names: setattr(self, n, v.cpu())
+                if n in _capture_names: setattr(self, n, to_cpu(v))
             self.inputs = self.inputs.as_subclass(type(self.xb[0])) if isinstance(self.xb[0], Tensor) else self.inputs
             self.captured_dl,self._fingerprint,self._model_id = self.learn.dl,state_fingerprint(self.learn.model),id(self.learn.model)
         self._reset_pass()
@@ -184,8 +209,13 @@ class GradCAMCallback(Callback):
         head = None if self._low_precision else split_head(self.learn.model, self._layer)   # low precision: re-run
         acts,logits = (replay_head(head, kept['acts']) if head is not None
                        else forward_to_leaf(self.learn.model, kept['inputs'], self._layer))
-        cam_actual,cam_pred = grad_cams(acts, logits, kept['cam_actual_for'], kept['cam_pred_for'])
-        return dict(mean_maps=acts.detach().float().mean(1), cam_actual=cam_actual, cam_pred=cam_pred)
+        r = Replay(acts, logits, self.learn.model, kept['inputs'], prediction_fns(self.learn.loss_func)[0])
+        maps = explain_maps(r, kept, self.all_methods)
+        return dict(maps=maps, mean_maps=maps['mean']['actual'], cam_actual=maps['gradcam']['actual'],
+                    cam_pred=maps['gradcam']['predicted'])
+
+    @property
+    def all_methods(self)->list: return with_base_methods(self.methods)
 
     def after_fit(self): self._remove_hook(); self._reset_pass()
 

@@ -4,15 +4,19 @@
 
 # %% ../nbs/00_cam.ipynb #15e61dd6
 from __future__ import annotations
+import warnings
 from contextlib import contextmanager
+from functools import partial
 from types import SimpleNamespace
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['plain', 'default_layer', 'check_layer_arg', 'resolve_layer', 'check_feature_map', 'evaluating', 'layer_output',
-           'model_device', 'model_dtype', 'model_input', 'full_precision', 'mean_activation', 'gradcam_weights',
-           'gradcam_map', 'as_targets', 'grad_cams', 'forward_to_leaf', 'grad_cam', 'split_head', 'replay_head']
+__all__ = ['cam_methods', 'plain', 'default_layer', 'check_layer_arg', 'resolve_layer', 'check_feature_map', 'evaluating',
+           'layer_output', 'model_device', 'model_dtype', 'model_input', 'full_precision', 'mean_activation',
+           'as_targets', 'target_weights', 'forward_to_leaf', 'cam_method', 'mean_map', 'gradcam', 'hirescam',
+           'gradcam_pp', 'xgradcam', 'layercam', 'eigencam', 'random_map', 'gaussian_map', 'Replay', 'scorecam',
+           'check_methods', 'replay_maps', 'cam', 'grad_cam', 'grad_cams', 'split_head', 'replay_head']
 
 # %% ../nbs/00_cam.ipynb #fff98346
 def plain(t):
@@ -99,16 +103,6 @@ def mean_activation(model:nn.Module, x:Tensor, layer:nn.Module|None=None)->Tenso
     with evaluating(model), full_precision(model), layer_output(layer) as o, torch.no_grad(): model(model_input(model, x))
     return o.acts.float().mean(1)
 
-# %% ../nbs/00_cam.ipynb #4ef805dd
-def gradcam_weights(grads:Tensor)->Tensor:
-    "Grad-CAM's channel weights: the spatial mean of the gradients, `(n, c, 1, 1)`"
-    return grads.mean((2,3), keepdim=True)
-
-# %% ../nbs/00_cam.ipynb #99d1becd
-def gradcam_map(acts:Tensor, grads:Tensor)->Tensor:
-    "ReLU of the sum over channels of `acts` weighted by `gradcam_weights(grads)`: `(n, h, w)`"
-    return F.relu((gradcam_weights(grads)*acts).sum(1))
-
 # %% ../nbs/00_cam.ipynb #801d03a1
 def as_targets(targets, n:int, n_classes:int, device=None)->Tensor:
     "`targets` as `n` class indices (an int means the same class for every item), checked against `n_classes`"
@@ -123,33 +117,180 @@ def as_targets(targets, n:int, n_classes:int, device=None)->Tensor:
         raise ValueError(f"`targets` must be class indices in [0, {n_classes}) for this model, got {t.tolist()}.")
     return t.long()
 
-# %% ../nbs/00_cam.ipynb #8a0b351d
-def grad_cams(acts:Tensor, logits:Tensor, *targets)->list:
-    "One Grad-CAM `(n, h, w)` for each set of `targets`, from the leaf `acts` and the `logits` computed from it"
-    with torch.enable_grad(): logits = plain(logits)  # outside grad mode, `as_subclass` would cut the graph
-    if logits.ndim!=2:
-        raise ValueError(f"Grad-CAM needs a classifier's logits of shape (n, classes), got {tuple(logits.shape)}.")
-    res = []
-    for t in targets:
-        t = as_targets(t, len(logits), logits.shape[1], logits.device)
-        with torch.enable_grad(): y = logits.gather(1, t[:,None]).sum()
-        g, = torch.autograd.grad(y, acts, retain_graph=True)
-        res.append(gradcam_map(acts.detach().float(), g.float()))
-    return res
+def target_weights(targets, n:int, n_classes:int, device=None)->Tensor:
+    "`(n, n_classes)` weights of the logits: one-hot rows for class indices, or `targets` itself when it is such weights"
+    if isinstance(targets, Tensor) and targets.is_floating_point() and targets.shape==(n, n_classes):
+        return plain(targets).to(device, torch.float32)
+    return F.one_hot(as_targets(targets, n, n_classes, device), n_classes).float()
 
 # %% ../nbs/00_cam.ipynb #223f560e
 def forward_to_leaf(model:nn.Module, x:Tensor, layer:nn.Module)->tuple:
-    "Run `model` on `x` in eval mode with `layer`'s output made a leaf: `(acts, logits)`, ready for `grad_cams`"
+    "Run `model` on `x` in eval mode with `layer`'s output made a leaf: `(acts, logits)`, ready for `Replay`"
     with evaluating(model), full_precision(model), layer_output(layer, as_leaf=True) as o, torch.enable_grad():
         logits = model(model_input(model, x))
     if o.acts is None: raise ValueError(f"The layer {type(layer).__name__} did not run in the model's forward pass: "
                                         "pass `layer=` a module that the model uses.")
     return o.acts, logits
 
+# %% ../nbs/00_cam.ipynb #4ef805dd
+cam_methods = {}
+
+def cam_method(name:str, title:str|None=None, uses:str='grads'):
+    "Register the decorated function as method `name` (shown as `title`); `uses`: 'grads', 'acts' or 'model'"
+    def register(f):
+        f.title,f.uses = title or name,uses
+        cam_methods[name] = f
+        return f
+    return register
+
+def _ratio(a:Tensor, b:Tensor)->Tensor:
+    "`a/b`, and 0 where `b` is 0"
+    return torch.where(b!=0, a/torch.where(b!=0, b, torch.ones_like(b)), torch.zeros_like(a))
+
+def _weighted_sum(weights:Tensor, acts:Tensor)->Tensor:
+    "ReLU of the channel sum of `acts` weighted per channel `(n, c)` or per position `(n, c, h, w)`"
+    if weights.ndim==4: return F.relu((weights*acts).sum(1))
+    return F.relu(torch.bmm(weights[:, None], acts.flatten(2))).view(len(acts), *acts.shape[2:])
+
+# %% ../nbs/00_cam.ipynb #99d1becd
+@cam_method('mean', 'mean activation', uses='acts')
+def mean_map(acts): "Channel mean of the activations: where the layer fired, whatever the class"; return acts.mean(1)
+
+@cam_method('gradcam', 'Grad-CAM')
+def gradcam(acts, grads):
+    "Selvaraju et al. (2017): channel weights are the spatial mean of the gradients"
+    return _weighted_sum(grads.mean((2,3)), acts)
+
+@cam_method('hirescam', 'HiResCAM')
+def hirescam(acts, grads):
+    "Draelos & Carin (2020): gradients times activations, position by position (no averaging over space)"
+    return _weighted_sum(grads, acts)
+
+@cam_method('gradcam++', 'Grad-CAM++')
+def gradcam_pp(acts, grads):
+    "Chattopadhay et al. (2018), eq. 19: `alpha = g^2 / (2 g^2 + sum(A) g^3)`, weights `sum(alpha * ReLU(g))`"
+    alpha_relu = F.relu(grads)/(2 + acts.sum((2,3), keepdim=True)*grads)   # alpha * ReLU(g), g^2 simplified away
+    return _weighted_sum(alpha_relu.nan_to_num(0., 0., 0.).sum((2,3)), acts)      # 0 where eq. 19 divides by 0
+
+@cam_method('xgradcam', 'XGrad-CAM')
+def xgradcam(acts, grads):
+    "Fu et al. (2020): channel weights are the gradients averaged with the activations' own weights `A / sum(A)`"
+    return _weighted_sum(_ratio((grads*acts).sum((2,3)), acts.sum((2,3))), acts)
+
+@cam_method('layercam', 'LayerCAM')
+def layercam(acts, grads):
+    "Jiang et al. (2021): positive gradients times activations, position by position"
+    return _weighted_sum(F.relu(grads), acts)
+
+@cam_method('eigencam', 'EigenCAM', uses='acts')
+def eigencam(acts):
+    "Muhammad & Yeasin (2020): projection on the first principal component; its sign, arbitrary, agrees with the mean activation"
+    n,c,h,w = acts.shape
+    a = acts.reshape(n, c, h*w).transpose(1, 2)
+    a = a - a.mean(1, keepdim=True)
+    p = (a @ torch.linalg.svd(a, full_matrices=False).Vh[:, 0, :, None])[..., 0]
+    agree = (p*acts.mean(1).reshape(n, -1)).sum(1, keepdim=True) >= 0
+    return F.relu(torch.where(agree, p, -p)).reshape(n, h, w)
+
+# %% ../nbs/00_cam.ipynb #2a7c0e32
+@cam_method('random', 'random (baseline)', uses='acts')
+def random_map(acts):
+    "A uniform random map per item, drawn from a fixed seed: the baseline every method must beat"
+    n,_,h,w = acts.shape
+    return torch.rand(n, h, w, generator=torch.Generator().manual_seed(0)).to(acts.device)
+
+@cam_method('gaussian', 'centred Gaussian (baseline)', uses='acts')
+def gaussian_map(acts):
+    "A Gaussian bump in the centre, a quarter of the map's size wide: the 'objects are in the middle' baseline"
+    n,_,h,w = acts.shape
+    y,x = torch.arange(h, device=acts.device).float(),torch.arange(w, device=acts.device).float()
+    g = torch.exp(-((y[:,None]-(h-1)/2)**2/(2*(h/4)**2) + (x[None]-(w-1)/2)**2/(2*(w/4)**2)))
+    return g.expand(n, h, w).clone()
+
+# %% ../nbs/00_cam.ipynb #8a0b351d
+class Replay:
+    "What one replay gives every method: the layer's `acts` (a leaf), the `logits` computed from them, the `model` and its inputs `x`"
+    def __init__(self, acts:Tensor, logits:Tensor, model:nn.Module|None=None, x:Tensor|None=None, activation=None):
+        with torch.enable_grad(): logits = plain(logits)  # outside grad mode, `as_subclass` would cut the graph
+        if logits.ndim!=2:
+            raise ValueError(f"fastcam needs a classifier's logits of shape (n, classes), got {tuple(logits.shape)}.")
+        self.acts,self.logits,self.model,self.x = acts,logits,model,x
+        self.activation,self._masked = activation or partial(F.softmax, dim=-1),None
+
+    def grads(self, weights:Tensor)->Tensor:
+        "Gradients with respect to `acts` of `(w * logits).sum()` for each `w` of `weights` `(t, n, classes)`: `(t, n, c, h, w)`"
+        with torch.enable_grad(): logits = self.logits.float()
+        try:                                      # one backward for every set of targets ...
+            with warnings.catch_warnings():
+                warnings.filterwarnings('ignore', message='There is a performance drop')
+                g = torch.autograd.grad(logits, self.acts, weights, retain_graph=True, is_grads_batched=True)[0]
+        except RuntimeError:                      # ... or one each, for ops `vmap` can't batch
+            g = torch.stack([torch.autograd.grad(logits, self.acts, w, retain_graph=True)[0] for w in weights])
+        return g.float()
+
+    def masked_probs(self, chunk_elems:int=2**18)->Tensor:
+        "`(n, c, classes)`: the model's probabilities for the input masked by each channel (0 for constant channels)"
+        if self._masked is not None: return self._masked
+        if self.model is None or self.x is None: raise ValueError("Score-CAM runs the model on masked inputs: pass the model and its inputs.")
+        model,acts = self.model,self.acts.detach().float()
+        x = model_input(model, self.x)
+        n,c,h,w = acts.shape
+        flat = acts.reshape(n*c, 1, h, w)
+        keep = (flat.amax((1,2,3))>flat.amin((1,2,3))).nonzero()[:,0]
+        probs = torch.zeros(n*c, self.logits.shape[1], device=acts.device)
+        bs = max(8, min(64, chunk_elems//x[0].numel()))   # on a CPU, batches of 8-64 run fastest per image
+        with evaluating(model), full_precision(model), torch.no_grad():
+            for idx in keep.split(bs):
+                m = F.interpolate(flat[idx], size=x.shape[-2:], mode='bilinear', align_corners=False)
+                lo,hi = m.amin((2,3), keepdim=True),m.amax((2,3), keepdim=True)
+                probs[idx] = self.activation(plain(model(x[idx//c]*((m-lo)/(hi-lo)).to(x.dtype)))).float()
+        self._masked = probs.reshape(n, c, -1)
+        return self._masked
+
+@cam_method('scorecam', 'Score-CAM', uses='model')
+def scorecam(r:Replay, acts:Tensor, weights:Tensor):
+    "Wang et al. (2020): channel weights are the class probabilities of the input masked by each channel"
+    p = r.masked_probs()
+    return _weighted_sum((p.repeat(len(weights)//len(p), 1, 1)*weights[:, None]).sum(-1), acts)
+
+# %% ../nbs/00_cam.ipynb #8a0b351e
+def check_methods(methods)->list:
+    "`methods` (a name or several) as a list of known method names, or a `ValueError` that lists them"
+    names = [methods] if isinstance(methods, str) else list(methods)
+    unknown = [m for m in names if m not in cam_methods]
+    if unknown or not names: raise ValueError(f"unknown CAM method(s) {unknown}: choose among {', '.join(map(repr, cam_methods))}.")
+    return names
+
+def replay_maps(r:Replay, targets:dict, methods)->dict:
+    "`{method: {name: (n, h, w) map}}` for each set of `targets` (`{name: classes or weights}`), all from one backward"
+    fns = {m: cam_methods[m] for m in check_methods(methods)}
+    acts,names = r.acts.detach().float(),list(targets)
+    n,n_classes = r.logits.shape
+    w = torch.stack([target_weights(targets[o], n, n_classes, r.logits.device) for o in names])   # (sets, n, classes)
+    uses,res = {f.uses for f in fns.values()},{}
+    with torch.autocast(acts.device.type, enabled=False):          # float32 maps, even inside the caller's autocast
+        g = r.grads(w).flatten(0, 1) if 'grads' in uses else None   # every set of targets stacked along the items
+        stacked = acts.repeat(len(names), 1, 1, 1) if uses-{'acts'} else None
+        for m,f in fns.items():
+            if f.uses=='acts': res[m] = dict.fromkeys(names, f(acts))   # the same map for every set of targets
+            else: res[m] = dict(zip(names, (f(stacked, g) if f.uses=='grads' else f(r, stacked, w.flatten(0, 1))).split(n)))
+    return res
+
 # %% ../nbs/00_cam.ipynb #1b025e1f
+def cam(model:nn.Module, x:Tensor, targets, method='gradcam', layer:nn.Module|None=None)->Tensor|dict:
+    "Raw `(n, h, w)` maps of `method` for the images `x` and their classes `targets`; several methods: a dict of them"
+    acts,logits = forward_to_leaf(model, x, resolve_layer(model, layer))
+    maps = replay_maps(Replay(acts, logits, model, x), {'t': targets}, method)
+    return maps[method]['t'] if isinstance(method, str) else {m: v['t'] for m,v in maps.items()}
+
 def grad_cam(model:nn.Module, x:Tensor, targets, layer:nn.Module|None=None)->Tensor:
     "Raw Grad-CAM `(n, h, w)` of `layer` (default `model[0]`) for each image of `x` and its class in `targets`"
-    return grad_cams(*forward_to_leaf(model, x, resolve_layer(model, layer)), targets)[0]
+    return cam(model, x, targets, 'gradcam', layer)
+
+def grad_cams(acts:Tensor, logits:Tensor, *targets)->list:
+    "One Grad-CAM `(n, h, w)` for each set of `targets`, from the leaf `acts` and the `logits` computed from it"
+    maps = replay_maps(Replay(acts, logits), dict(enumerate(targets)), ['gradcam'])['gradcam']
+    return [maps[i] for i in range(len(targets))]
 
 # %% ../nbs/00_cam.ipynb #3e3a5c7c
 def split_head(model:nn.Module, layer:nn.Module)->nn.Module|None:

@@ -14,10 +14,12 @@ from .callback import GradCAMCallback
 from .interpret import *
 from .data import *
 from .metrics import *
+import pandas as pd
 
 # %% auto #0
-__all__ = ['UsageError', 'writable_dir', 'write_report', 'batched_maps', 'pointing_scores', 'discrimination_scores', 'demo',
-           'load_classifier', 'report_folder', 'labelled_files', 'unreadable', 'labelled_dl', 'validate_with_progress',
+__all__ = ['UsageError', 'writable_dir', 'save_figure', 'write_report', 'batched_maps', 'correct_items', 'pointing_scores',
+           'discrimination_scores', 'faithfulness_scores', 'methods_table', 'print_table', 'demo', 'load_classifier',
+           'report_folder', 'labelled_files', 'unreadable', 'labelled_dl', 'validate_with_progress',
            'validate_readable', 'report', 'parser', 'main']
 
 # %% ../nbs/05_cli.ipynb #defed00e
@@ -36,55 +38,88 @@ def writable_dir(out)->Path:
     return out
 
 # %% ../nbs/05_cli.ipynb #94f35d63
+def save_figure(fig, path:Path, dpi:int=100)->Path:
+    "Write `fig` as a PNG at `path` and close it"
+    import matplotlib.pyplot as plt
+    fig.savefig(path, dpi=dpi, bbox_inches='tight'); plt.close(fig)
+    return path
+
 def write_report(interp, out:Path, k:int, largest:bool=True, **plot_kw)->tuple:
     "Write the top-losses (or `largest=False`: smallest-losses) figure (PNG) and table (CSV) of `interp` into `out`"
     import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig = interp.plot_top_losses_cam(k=k, largest=largest, heatmap='both', **plot_kw)
     name = 'top_losses' if largest else 'smallest_losses'
-    png,csv = out/f'{name}.png',out/f'{name}.csv'
-    fig.savefig(png, dpi=100, bbox_inches='tight'); plt.close(fig)
-    interp.top_losses_table(k, largest).to_csv(csv, index=False)
-    return png,csv
+    png = save_figure(interp.plot_top_losses_cam(k=k, largest=largest, heatmap='both', **plot_kw), out/f'{name}.png')
+    interp.top_losses_table(k, largest).to_csv(out/f'{name}.csv', index=False)
+    return png,out/f'{name}.csv'
 
 # %% ../nbs/05_cli.ipynb #ed0585ec
 def _batched(n, bs=128): return [slice(i, min(i+bs, n)) for i in range(0, n, bs)]
 
-def batched_maps(model, x, *targets)->tuple:
-    "Mean activations and one Grad-CAM per set of `targets` for `x`, one forward and backward per batch of 128"
-    layer,means,cams = default_layer(model),[],[]
+def batched_maps(model, x, targets:dict, methods, activation=None)->dict:
+    "`{method: {name: maps}}` of `x` for each set of `targets`, one forward and a backward per set, per batch of 128"
+    layer,parts = default_layer(model),[]
     for s in _batched(len(x)):
         acts,logits = forward_to_leaf(model, x[s], layer)
-        means.append(acts.detach().float().mean(1)); cams.append(grad_cams(acts, logits, *(t[s] for t in targets)))
-    return torch.cat(means).cpu(), [torch.cat(c).cpu() for c in zip(*cams)]
+        parts.append(replay_maps(Replay(acts, logits, model, x[s], activation), {n: t[s] for n,t in targets.items()}, methods))
+    return {m: {n: torch.cat([p[m][n] for p in parts]).cpu() for n in targets} for m in parts[0]}
 
-def pointing_scores(learn, dl)->dict:
-    "Pointing game of Grad-CAM (actual class) and of the mean activation, on the correctly classified items of `dl`"
+def correct_items(learn, dl)->tuple:
+    "Inputs, classes and indices of the items of `dl` that `learn` classifies correctly"
     x,probs,targs,decoded = learn.get_preds(dl=dl, with_input=True, with_decoded=True)
     ok = (plain(decoded)==plain(targs)).nonzero()[:,0]
-    x,targs = plain(x)[ok],plain(targs)[ok]
-    means,(cams,) = batched_maps(learn.model, x, targs)
+    return plain(x)[ok],plain(targs)[ok],ok
+
+def pointing_scores(learn, dl, methods)->dict:
+    "Pointing game of each method's map for the actual class, on the correctly classified items of `dl`"
+    x,targs,ok = correct_items(learn, dl)
+    maps = batched_maps(learn.model, x, dict(t=targs), methods)
     boxes = [b[0] for b in item_scenes(learn.dls, dl, ok).boxes]
-    size = x.shape[-2:]
-    return dict(n=len(ok), gradcam=pointing_game(cams, boxes, size), mean=pointing_game(means, boxes, size))
+    return dict(n=len(ok), **{m: pointing_game(maps[m]['t'], boxes, x.shape[-2:]) for m in maps})
 
 # %% ../nbs/05_cli.ipynb #7f758ee2
-def discrimination_scores(learn, dl, threshold:float=0.5)->dict:
-    "Class discrimination of Grad-CAM and of the mean activation on the two-digit scenes of `dl` where `learn` detects both digits"
+def discrimination_scores(learn, dl, methods, threshold:float=0.5)->dict:
+    "Class discrimination of each method on the two-digit scenes of `dl` where `learn` detects both digits"
     x,probs = learn.get_preds(dl=dl, with_input=True)[:2]
     scenes = item_scenes(learn.dls, dl, range(len(x)))
     o2i = {str(v):i for i,v in enumerate(learn.dls.vocab)}
     rows = [(i, [o2i[str(l)] for l in labs], boxes) for i,(labs,boxes) in enumerate(zip(scenes.labels, scenes.boxes))
             if len(labs)==2 and all(probs[i, o2i[str(l)]]>threshold for l in labs)]
-    if not rows: return dict(n=0, scenes=int((scenes.labels.map(len)==2).sum()), gradcam=float('nan'), mean=float('nan'))
-    idx = torch.tensor([r[0] for r in rows]); xs = plain(x)[idx]
+    n_two = int((scenes.labels.map(len)==2).sum())
+    if not rows: return dict(n=0, scenes=n_two, **{m: float('nan') for m in methods})
+    idx = torch.tensor([r[0] for r in rows])
     a,b = torch.tensor([r[1][0] for r in rows]),torch.tensor([r[1][1] for r in rows])
+    maps = batched_maps(learn.model, plain(x)[idx], dict(a=a, b=b), methods, activation=torch.sigmoid)
     ba,bb = [r[2][0] for r in rows],[r[2][1] for r in rows]
-    means,(cam_a,cam_b) = batched_maps(learn.model, xs, a, b)
-    size = xs.shape[-2:]
-    return dict(n=len(rows), scenes=int((scenes.labels.map(len)==2).sum()),
-                gradcam=class_discrimination(cam_a, cam_b, ba, bb, size),
-                mean=class_discrimination(means, means, ba, bb, size))
+    return dict(n=len(rows), scenes=n_two, **{m: class_discrimination(v['a'], v['b'], ba, bb, x.shape[-2:]) for m,v in maps.items()})
+
+# %% ../nbs/05_cli.ipynb #7f758ee3
+def faithfulness_scores(learn, dl, methods, n:int=100, steps:int=20)->pd.DataFrame:
+    "Mean faithfulness scores of each method on the first `n` correctly classified items of `dl` (actual class)"
+    x,targs,_ = correct_items(learn, dl)
+    x,targs = x[:n],targs[:n]
+    maps = batched_maps(learn.model, x, dict(t=targs), methods)
+    df = faithfulness(learn.model, x, {m: v['t'] for m,v in maps.items()}, targs, steps=steps)
+    return df.groupby('method', sort=False).mean().drop(columns='item').assign(n=len(x))
+
+def methods_table(pointing:dict, discrimination:dict, faithful:pd.DataFrame)->pd.DataFrame:
+    "The demo's table: one row per method, one column per score"
+    df = pd.DataFrame(dict(pointing=pd.Series({m: v for m,v in pointing.items() if m in faithful.index}),
+                           discrimination=pd.Series({m: v for m,v in discrimination.items() if m in faithful.index})))
+    df = df.join(faithful[['deletion', 'beats_random', 'insertion', 'avg_drop', 'increase', 'randomization']])
+    df.index = [cam_methods[m].title for m in df.index]
+    return df.rename_axis('method')
+
+def print_table(df:pd.DataFrame):
+    "Print the methods x scores table with the direction that is better under each column"
+    head = dict(pointing='higher', discrimination='higher', deletion='lower', beats_random='higher', insertion='higher',
+                avg_drop='lower', increase='higher', randomization='lower')
+    w = max(map(len, df.index))+2
+    print(' '*w + ''.join(f"{c:>15}" for c in df.columns))
+    print(' '*w + ''.join(f"{'('+head[c]+')':>15}" for c in df.columns))
+    rnd = df.loc['random (baseline)', 'deletion'] if 'random (baseline)' in df.index else None
+    for m,r in df.iterrows():
+        flag = '!' if rnd is not None and r.deletion>=rnd and not m.startswith('random') else ' '
+        print(f"{m:<{w}}" + ''.join(f"{v:>14.3f}{flag if c=='deletion' else ' '}" for c,v in r.items()))
 
 # %% ../nbs/05_cli.ipynb #e07badd6
 def demo(out='fastcam-out', epochs:int=15, k:int=9, n_train:int=3000, n_valid:int=500, seed:int=0, lr:float=1e-2,
@@ -102,13 +137,16 @@ def demo(out='fastcam-out', epochs:int=15, k:int=9, n_train:int=3000, n_valid:in
     set_seed(seed, reproducible=True)    # before the `DataLoaders`: they draw their shuffling seed when made
     dls = digit_dls(path, n_train=n_train, n_valid=n_valid, seed=seed)
     print(f"  images written to {path} (train/ and valid/, one sub-folder per digit; reused by later runs)")
-    learn = Learner(dls, digit_cnn(dls.c), metrics=accuracy, cbs=GradCAMCallback(k=k))
+    methods = list(cam_methods)
+    learn = Learner(dls, digit_cnn(dls.c), metrics=accuracy, cbs=GradCAMCallback(k=k, methods=methods))
     learn.fit_one_cycle(epochs, lr)
     interp = learn.grad_cam.interpretation()
     png,csv = write_report(interp, out, k)
+    save_figure(interp.plot_cam_methods(k=min(k, 4), methods=methods), out/'cam_methods.png', dpi=80)
     learn.export(out.absolute()/'model.pkl')
     acc = float(learn.recorder.values[-1][-1])
-    pg = pointing_scores(learn, dls.valid)
+    print("Scoring every method's maps (pointing game, deletion, insertion, average drop, increase, randomization)")
+    pg,faithful = pointing_scores(learn, dls.valid, methods),faithfulness_scores(learn, dls.valid, methods)
     print("Two-digit scenes: a multi-label model on scenes with one or two digits")
     mpath = scenes_path(n_train, n_valid, 64, 2, seed+100, data)
     set_seed(seed, reproducible=True)
@@ -116,15 +154,22 @@ def demo(out='fastcam-out', epochs:int=15, k:int=9, n_train:int=3000, n_valid:in
     print(f"  images written to {mpath}")
     mlearn = Learner(mdls, digit_cnn(mdls.c), metrics=accuracy_multi)
     mlearn.fit_one_cycle(epochs, lr)
-    cd = discrimination_scores(mlearn, mdls.valid)
+    cd = discrimination_scores(mlearn, mdls.valid, methods)
     print(f"\nAccuracy (digit scenes, {n_valid} valid items):               {acc:.3f}")
     print(f"Pointing game, Grad-CAM, actual class ({pg['n']} correct items):   {pg['gradcam']:.3f}")
     print(f"Pointing game, mean activation (same items):          {pg['mean']:.3f}")
     print(f"Class discrimination, Grad-CAM ({cd['n']} of {cd['scenes']} two-digit scenes): {cd['gradcam']:.3f}")
     print(f"Class discrimination, mean activation (same scenes):  {cd['mean']:.3f}  (at most 0.5: one map for both classes)")
-    print(f"\nWrote {png}, {csv} and {out/'model.pkl'} (try: fastcam report {out/'model.pkl'} {path/'valid'})")
+    table = methods_table(pg, cd, faithful)
+    print(f"\nEvery method (pointing: {pg['n']} correct items; discrimination: {cd['n']} two-digit scenes; the other "
+          f"scores: the first {int(faithful.n.iloc[0])} correct items, 20 steps, blurred baseline; ! = deletion no better than random):")
+    print_table(table)
+    scores = out/'scores.csv'
+    table.to_csv(scores)
+    print(f"\nWrote {png}, {csv}, {out/'cam_methods.png'}, {scores} and {out/'model.pkl'} "
+          f"(try: fastcam report {out/'model.pkl'} {path/'valid'})")
     print(f"Took {time.time()-t0:.0f} s")
-    return dict(accuracy=acc, pointing=pg, discrimination=cd, png=png, csv=csv)
+    return dict(accuracy=acc, pointing=pg, discrimination=cd, table=table, png=png, csv=csv)
 
 # %% ../nbs/05_cli.ipynb #723593e1
 def load_classifier(model):

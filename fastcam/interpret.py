@@ -10,40 +10,48 @@ from fastcore.foundation import L
 from fastai.interpret import Interpretation, ClassificationInterpretation
 from fastai.vision.data import get_grid
 from .cam import *
-from .callback import GradCAMCallback, explain_targets
+from fastai.torch_core import to_cpu
+from .callback import *
 
 # %% auto #0
-__all__ = ['captured_items', 'compute_maps', 'predict_items', 'items_batch', 'check_classification', 'top_loss_items',
-           'display_range', 'normalize_map', 'is_empty_map', 'show_cam', 'is_multilabel', 'fmt_prob',
-           'top_loss_caption', 'panel_label', 'group_panels', 'note_scale']
+__all__ = ['tile_scorers', 'captured_items', 'explained_layer', 'compute_maps', 'predict_items', 'items_batch',
+           'check_classification', 'top_loss_items', 'display_range', 'normalize_map', 'is_empty_map', 'show_cam',
+           'is_multilabel', 'fmt_prob', 'top_loss_caption', 'panel_label', 'check_cam_for', 'group_panels',
+           'note_scale', 'draw_items']
 
 # %% ../nbs/02_interpret.ipynb #fc74c4fd
-_item_names = 'idxs losses targs decoded probs inputs mean_maps cam_actual cam_pred cam_actual_for cam_pred_for'.split()
+_item_names = 'idxs losses targs decoded probs inputs maps mean_maps cam_actual cam_pred cam_actual_for cam_pred_for'.split()
 
-def captured_items(interp:Interpretation, idxs)->dict|None:
-    "What `learn.grad_cam` captured for the items `idxs` of `interp.dl`, or `None` when it can't be used"
+def _rows(v, rows): return {n: _rows(o, rows) for n,o in v.items()} if isinstance(v, dict) else v[rows]
+
+def captured_items(interp:Interpretation, idxs, methods=())->dict|None:
+    "What `learn.grad_cam` captured for the items `idxs` of `interp.dl` (with `methods`), or `None` when it can't be used"
     cb = getattr(interp.learn, 'grad_cam', None)
     if not isinstance(cb, GradCAMCallback) or cb.idxs is None or cb.captured_dl is None: return None
-    if cb.captured_dl.dataset is not interp.dl.dataset or cb.is_stale: return None
+    if cb.captured_dl.dataset is not interp.dl.dataset or not set(methods)<=set(cb.maps) or cb.is_stale: return None
     pos = {int(i):j for j,i in enumerate(cb.idxs)}
     if not all(int(i) in pos for i in idxs): return None
     rows = torch.tensor([pos[int(i)] for i in idxs], dtype=torch.long)
     if not torch.allclose(cb.losses[rows], plain(interp.losses[idxs]).float().cpu(), rtol=1e-3, atol=1e-4): return None
-    return {n: getattr(cb, n)[rows] for n in _item_names}
+    return {n: _rows(getattr(cb, n), rows) for n in _item_names}
 
 # %% ../nbs/02_interpret.ipynb #e57bd968
 _explained = 'targs probs decoded cam_actual_for cam_pred_for'.split()
 
-def compute_maps(learn, x, targs, layer:nn.Module|None=None)->dict:
-    "Mean-activation maps and both Grad-CAMs of `x` with what they explain, in one batched forward and backward"
-    if layer is None:
-        cb = getattr(learn, 'grad_cam', None)
-        layer = cb.hooked_layer if isinstance(cb, GradCAMCallback) else default_layer(learn.model)
-    acts,logits = forward_to_leaf(learn.model, x, layer)
+def explained_layer(learn, layer:nn.Module|None=None)->nn.Module:
+    "`layer`, else the layer `learn.grad_cam` hooks, else `learn.model[0]`"
+    if layer is not None: return resolve_layer(learn.model, layer)
+    cb = getattr(learn, 'grad_cam', None)
+    return cb.hooked_layer if isinstance(cb, GradCAMCallback) else default_layer(learn.model)
+
+def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=())->dict:
+    "The maps of `x` (mean activation, Grad-CAM and `methods`; actual, predicted, contrast), in one forward and a backward per target"
+    acts,logits = forward_to_leaf(learn.model, x, explained_layer(learn, layer))
     ex = explain_targets(learn, logits, targs)
-    cam_actual,cam_pred = grad_cams(acts, logits, ex['cam_actual_for'], ex['cam_pred_for'])
-    return {**{n: ex[n].cpu() for n in _explained},
-            'mean_maps': acts.detach().float().mean(1).cpu(), 'cam_actual': cam_actual.cpu(), 'cam_pred': cam_pred.cpu()}
+    r = Replay(acts, logits, learn.model, x, prediction_fns(learn.loss_func)[0])
+    maps = to_cpu(explain_maps(r, ex, with_base_methods(methods)))
+    return {**{n: ex[n].cpu() for n in _explained}, 'maps': maps, 'mean_maps': maps['mean']['actual'],
+            'cam_actual': maps['gradcam']['actual'], 'cam_pred': maps['gradcam']['predicted']}
 
 def predict_items(learn, x, targs)->dict:
     "Probabilities and predictions of `x` (no maps), in one forward in eval mode"
@@ -73,16 +81,18 @@ def top_loss_items(interp:ClassificationInterpretation,
     largest:bool=True, # Largest losses (or smallest)
     with_maps:bool=True, # Also the heatmaps
     layer:nn.Module|None=None, # Layer to explain when the maps must be computed; default: the callback's, else `model[0]`
+    methods=(), # CAM methods needed besides Grad-CAM and the mean activation
 )->dict:
     "The `k` top-loss items of `interp`: from the capture when possible, else one batched pass over just those items"
     check_classification(interp)
     if isinstance(k, bool) or not isinstance(k, int) or k<1: raise ValueError(f"`k` must be a positive int, got {k!r}.")
+    methods = with_base_methods(methods)
     losses,idxs = interp.top_losses(min(k, len(interp.losses)), largest)
-    got = captured_items(interp, idxs) if layer is None else None
+    got = captured_items(interp, idxs, methods) if layer is None else None
     if got is not None: return got
     x,targs = items_batch(interp, idxs)
     res = dict(idxs=plain(idxs), losses=plain(losses).float(), inputs=x)
-    return {**res, **(compute_maps(interp.learn, x, targs, layer) if with_maps else predict_items(interp.learn, x, targs))}
+    return {**res, **(compute_maps(interp.learn, x, targs, layer, methods) if with_maps else predict_items(interp.learn, x, targs))}
 
 # %% ../nbs/02_interpret.ipynb #0be25575
 def display_range(maps:torch.Tensor, scale:str='each')->torch.Tensor:
@@ -106,6 +116,7 @@ def is_empty_map(m:torch.Tensor)->bool:
 def show_cam(img, cam:torch.Tensor, ctx=None, title:str|None=None, alpha:float=0.6, cmap:str='magma',
              label:str|None=None, # What the map is, written under the panel
              rng:tuple|None=None, # The values shown as 0 and 1; default: the map's own min and max
+             empty:str='no positive\nevidence', # Why a map can be all zero, written on it when it is
              **kwargs):
     "Show fastai image `img` with heatmap `cam` stretched over exactly its pixels; returns the axes"
     ax = img.show(ctx=ctx, title=title, **kwargs)
@@ -113,14 +124,14 @@ def show_cam(img, cam:torch.Tensor, ctx=None, title:str|None=None, alpha:float=0
     ax.imshow(normalize_map(cam, lo, hi), alpha=alpha, cmap=cmap, vmin=0, vmax=1, interpolation='bilinear',
               extent=ax.get_images()[0].get_extent())
     if is_empty_map(cam):
-        ax.text(0.5, 0.5, "all zero:\nno positive\nevidence", transform=ax.transAxes, ha='center', va='center',
+        ax.text(0.5, 0.5, f"all zero:\n{empty}", transform=ax.transAxes, ha='center', va='center',
                 fontsize=9, color='black', bbox=dict(boxstyle='round', facecolor='white', alpha=0.85))
         label = None if label is None else f"{label}: all zero"
     if label is not None: ax.text(0.5, -0.02, label, transform=ax.transAxes, ha='center', va='top', fontsize=9)
     return ax
 
 # %% ../nbs/02_interpret.ipynb #ccef11eb
-_heatmaps,_cam_fors,_scales = ('gradcam','mean','both'),('actual','predicted'),('each','shared')
+_heatmaps,_cam_fors,_scales = ('gradcam','mean','both'),('actual','predicted','contrast'),('each','shared')
 
 def is_multilabel(t:dict)->bool: return t['targs'].ndim==2
 
@@ -139,15 +150,26 @@ def top_loss_caption(vocab, t:dict, i:int, cam_for:str='actual')->str:
     return (f"{_names(vocab, t['decoded'][i])}/{_names(vocab, t['targs'][i])} / {float(t['losses'][i]):.2f} / "
             f"{vocab[c]}: {fmt_prob(float(t['probs'][i,c]))}")
 
-def panel_label(vocab, t:dict, i:int, heatmap:str, cam_for:str='actual')->str:
+def panel_label(vocab, t:dict, i:int, method:str='gradcam', cam_for:str='actual')->str:
     "What one panel shows: the method, and the class the map is for (`'Grad-CAM: 3 (actual)'`, `'mean activation'`)"
-    if heatmap=='mean': return 'mean activation'
-    c = int(t['cam_actual_for' if cam_for=='actual' else 'cam_pred_for'][i])
+    title = cam_methods[method].title
+    if method=='mean': return title
+    actual,pred = int(t['cam_actual_for'][i]),int(t['cam_pred_for'][i])
+    if cam_for=='contrast': return f"{title}: contrast (correct)" if actual==pred else f"{title}: {vocab[pred]} over {vocab[actual]}"
     role = ('most wrong' if cam_for=='actual' else 'most probable') if is_multilabel(t) else cam_for
-    return f"Grad-CAM: {vocab[c]} ({role})"
+    return f"{title}: {vocab[actual if cam_for=='actual' else pred]} ({role})"
 
 def _check_choice(name, v, choices):
     if v not in choices: raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {v!r}.")
+
+tile_scorers = {}  # score name -> f(interp, items, method, cam_for) -> one note per item; `fastcam.metrics` fills it
+
+def check_cam_for(cam_for:str, t:dict):
+    "A `ValueError` that says what to use instead when `cam_for` makes no sense for the items `t`"
+    _check_choice('cam_for', cam_for, _cam_fors)
+    if cam_for=='contrast' and is_multilabel(t): raise ValueError(
+        "cam_for='contrast' shows what pushed a single-label classifier to its predicted class over the actual one; a "
+        "multi-label model scores each label on its own: use cam_for='actual' (the most-wrong label) or 'predicted'.")
 
 # %% ../nbs/02_interpret.ipynb #6b2f0d11
 def group_panels(fig, axs, size:int):
@@ -175,38 +197,74 @@ def note_scale(fig, axs, scale:str, cmap:str, colorbar:bool):
         fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=axs, shrink=0.6, label=note)
     fig.text(0.5, 0.002, f"Heatmaps: {note}.", ha='center', va='bottom', fontsize=9, color='0.3')
 
+def draw_items(interp, t:dict, fig, axs, methods:list, cam_for:str, alpha:float=0.6, cmap:str='magma', scale:str='each',
+               colorbar:bool=False, notes:list|None=None, **kwargs):
+    "Draw each item of `t` on `axs`, one panel per method in `methods` (`notes`: a line per item under its first panel)"
+    n,m = len(t['idxs']),len(methods)
+    imgs = L(interp.dl.decode_batch((t['inputs'], t['targs']), max_n=n, full=False)).itemgot(0)
+    maps = {o: t['maps'][o]['actual' if o=='mean' else cam_for] for o in methods}
+    rngs = {o: display_range(maps[o], scale) for o in methods}
+    for i,img in enumerate(imgs):
+        correct = int(t['cam_actual_for'][i])==int(t['cam_pred_for'][i])
+        empty = 'correctly classified:\nnothing to contrast' if cam_for=='contrast' and correct else 'no positive\nevidence'
+        for j,o in enumerate(methods):
+            label = panel_label(interp.vocab, t, i, o, cam_for) + (f"\n{notes[i]}" if notes and j==0 else '')
+            show_cam(img, maps[o][i], axs[m*i+j], top_loss_caption(interp.vocab, t, i, cam_for) if j==0 else None, alpha, cmap,
+                     label=label, rng=rngs[o][i].tolist(), empty=empty, **kwargs)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    note_scale(fig, axs, scale, cmap, colorbar)
+    if m>1: group_panels(fig, axs, m)
+    return fig
+
+# %% ../nbs/02_interpret.ipynb #6b2f0d12
 @patch
 def plot_top_losses_cam(self:Interpretation,
     k:int=9, # How many of the top losses to show (at most all of them)
     largest:bool=True, # Largest losses (or smallest)
-    heatmap:str='gradcam', # 'gradcam', 'mean' (mean activation) or 'both' side by side
-    cam_for:str='actual', # Grad-CAM of the 'actual' class (where the missed evidence is) or the 'predicted' one
+    heatmap:str='gradcam', # 'gradcam' (the class map of `method`), 'mean' (mean activation) or 'both' side by side
+    cam_for:str='actual', # Map of the 'actual' class (the missed evidence), the 'predicted' one, or their 'contrast'
     alpha:float=0.6, # Opacity of the heatmap
     cmap:str='magma', # Colormap of the heatmap
     nrows:int|None=None, ncols:int|None=None, figsize:tuple|None=None, # Grid, as in fastai's `get_grid`
     layer:nn.Module|None=None, # Layer to explain instead of the callback's (maps are then computed)
     scale:str='each', # 'each' map to its own [0, 1], or 'shared': the maps of one kind together
     colorbar:bool=False, # Add a colour bar
+    method:str='gradcam', # The CAM method of the class map (see `cam_methods`)
+    score:str|None=None, # Add each tile's faithfulness score of the class map: 'deletion', 'insertion', 'avg_drop' or 'increase'
     **kwargs # Passed to the image's `show`
 )->plt.Figure:
     "Show the `k` top-loss images with their heatmaps, captioned prediction/actual/loss/probability of the actual class"
     _check_choice('heatmap', heatmap, _heatmaps); _check_choice('cam_for', cam_for, _cam_fors); _check_choice('scale', scale, _scales)
-    t = top_loss_items(self, k, largest, layer=layer)
-    n = len(t['idxs'])
-    imgs = L(self.dl.decode_batch((t['inputs'], t['targs']), max_n=n, full=False)).itemgot(0)
-    kinds = ('gradcam','mean') if heatmap=='both' else (heatmap,)
-    maps = {'gradcam': t['cam_actual' if cam_for=='actual' else 'cam_pred'], 'mean': t['mean_maps']}
-    rngs = {o: display_range(maps[o], scale) for o in kinds}
-    fig,axs = get_grid(n, nrows, ncols, figsize=figsize, double=len(kinds)==2, return_fig=True,
+    if score is not None: _check_choice('score', score, tuple(tile_scorers) or ('(import fastcam.metrics)',))
+    check_methods(method)
+    t = top_loss_items(self, k, largest, layer=layer, methods=[method])
+    check_cam_for(cam_for, t)
+    methods = {'gradcam': [method], 'mean': ['mean'], 'both': [method, 'mean']}[heatmap]
+    notes = None if score is None else tile_scorers[score](self, t, method if heatmap!='mean' else 'mean', cam_for)
+    fig,axs = get_grid(len(t['idxs']), nrows, ncols, figsize=figsize, double=len(methods)==2, return_fig=True,
                        title='Prediction/Actual/Loss/Probability')
-    for i,img in enumerate(imgs):
-        for j,o in enumerate(kinds):
-            show_cam(img, maps[o][i], axs[len(kinds)*i+j], top_loss_caption(self.vocab, t, i, cam_for) if j==0 else None,
-                     alpha, cmap, label=panel_label(self.vocab, t, i, o, cam_for), rng=rngs[o][i].tolist(), **kwargs)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    note_scale(fig, axs, scale, cmap, colorbar)
-    if len(kinds)>1: group_panels(fig, axs, len(kinds))
-    return fig
+    return draw_items(self, t, fig, axs, methods, cam_for, alpha, cmap, scale, colorbar, notes, **kwargs)
+
+@patch
+def plot_cam_methods(self:Interpretation,
+    k:int=4, # How many of the top losses (rows)
+    methods=None, # Methods to compare (columns); default: every one in `cam_methods`
+    cam_for:str='actual', # Maps of the 'actual' class, the 'predicted' one, or their 'contrast'
+    largest:bool=True, # Largest losses (or smallest)
+    figsize:tuple|None=None, # Default: 2.2 inches per panel
+    layer:nn.Module|None=None, # Layer to explain instead of the callback's (maps are then computed)
+    scale:str='each', # 'each' map to its own [0, 1], or 'shared': each method's maps together
+    colorbar:bool=False, # Add a colour bar
+    **kwargs # Passed to `show_cam`
+)->plt.Figure:
+    "One row per top-loss item, one column per CAM method, captioned as in `plot_top_losses_cam`"
+    methods = check_methods(methods if methods is not None else list(cam_methods))
+    _check_choice('scale', scale, _scales)
+    t = top_loss_items(self, k, largest, layer=layer, methods=methods)
+    check_cam_for(cam_for, t)
+    n,m = len(t['idxs']),len(methods)
+    fig,axs = get_grid(n*m, n, m, figsize=figsize or (2.2*m, 2.5*n), return_fig=True, title='Prediction/Actual/Loss/Probability')
+    return draw_items(self, t, fig, axs, methods, cam_for, scale=scale, colorbar=colorbar, **kwargs)
 
 # %% ../nbs/02_interpret.ipynb #b539b0d1
 def _item(dl, i):
