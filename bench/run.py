@@ -289,11 +289,45 @@ def core_rows(name, learn, reps)->list:
     rows.append((name, f"5. fastcam vs pytorch-grad-cam, min-max normalized at layer resolution ({g['items']} items)", 'max abs diff', f"{g['max_abs_diff']:.1e}", 'agree'))
     return rows
 
+# ---------------------------------------------------------------- 8. faithfulness scores
+def loop_scores(model, x, maps, t, steps):
+    "Deletion, insertion, average drop and increase in confidence one image and one step at a time: the same images as `faithfulness`"
+    (H,W),base = x.shape[-2:],baseline_image(x, 'blur')
+    prob = lambda img,c: F.softmax(model(img[None]), 1)[0, c]
+    with torch.no_grad():
+        for m,mp in maps.items():
+            up = upsample_maps(mp, (H, W))
+            for i in range(len(x)):
+                order = up[i].flatten().argsort(descending=True, stable=True)
+                for insert in (False, True):
+                    for k in torch.linspace(0, H*W, steps+1).round().long():
+                        sel = torch.zeros(H*W, dtype=torch.bool); sel[order[:k]] = True
+                        sel = sel.view(1, H, W)
+                        prob(torch.where(sel, x[i], base[i]) if insert else torch.where(sel, base[i], x[i]), t[i])
+                prob(x[i], t[i]); prob(x[i]*up[i], t[i])
+
+def scoring_speed(learn, k=9, steps=20):
+    "Scores of every method's maps for the top-k: batched / a loop per image and step; confidence change: ours / pytorch-grad-cam's"
+    from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+    cb = GradCAMCallback(k=k, methods=list(cam_methods))
+    learn.add_cb(cb); quiet_validate(learn); learn.remove_cb(cb)
+    model,x,t = learn.model.eval(),cb.inputs.as_subclass(torch.Tensor),cb.cam_actual_for
+    maps = {m: v['actual'] for m,v in cb.maps.items()}
+    metrics = ['deletion', 'insertion', 'avg_drop', 'increase']
+    ours,loop = timed(lambda: faithfulness(model, x, maps, t, metrics, steps)),timed(lambda: loop_scores(model, x, maps, t, steps))
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in t]
+    ups = {m: upsample_maps(v, x.shape[-2:]).numpy() for m,v in maps.items()}
+    theirs = lambda: [CamMultImageConfidenceChange()(x, u, targets, model) for u in ups.values()]
+    mine = lambda: [confidence_change(model, x, v, t) for v in maps.values()]
+    c = interleaved_min(dict(theirs=theirs, ours=mine), 5)
+    return dict(methods=len(maps), ours_s=ours, loop_s=loop, conf_theirs_s=c['theirs'], conf_ours_s=c['ours'])
+
 # ---------------------------------------------------------------- the table
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help="smaller sets and fewer repeats")
-    p.add_argument('--only', choices=['digits', 'resnet', 'memory', 'methods'], help="run one part only ('methods': rows 6-7)")
+    p.add_argument('--only', choices=['digits', 'resnet', 'memory', 'methods'], help="run one part only ('methods': rows 6-8)")
     p.add_argument('--child-memory', nargs=2, type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child_memory:
@@ -312,6 +346,9 @@ def main():
         sc = scorecam_speed(learn, 9)
         rows.append((name, "7. Score-CAM, top-9, one class each: pytorch-grad-cam / fastcam", f"{sc['one_theirs']:.2f} s / {sc['one_ours']:.2f} s", f"{sc['one_theirs']/sc['one_ours']:.2f}x faster", '>= 3x'))
         rows.append((name, "7. Score-CAM, top-9, actual and predicted class: pytorch-grad-cam (2 runs) / fastcam (1 run)", f"{sc['two_theirs']:.2f} s / {sc['two_ours']:.2f} s", f"{sc['two_theirs']/sc['two_ours']:.2f}x faster", '>= 3x'))
+        fs = scoring_speed(learn, 9)
+        rows.append((name, f"8. deletion, insertion, avg drop, increase for the top-9 x {fs['methods']} methods (20 steps): loop per image and step / batched", f"{fs['loop_s']:.2f} s / {fs['ours_s']:.2f} s", f"{fs['loop_s']/fs['ours_s']:.2f}x faster", 'report'))
+        rows.append((name, f"8. confidence change (image x map) for the top-9 x {fs['methods']} methods: pytorch-grad-cam's CamMultImageConfidenceChange / fastcam", f"{fs['conf_theirs_s']*1000:.1f} ms / {fs['conf_ours_s']*1000:.1f} ms", f"{fs['conf_theirs_s']/fs['conf_ours_s']:.2f}x faster", 'report'))
     sizes = (2000, 20000) if not a.quick else (1000, 4000)
     m = memory(sizes) if a.only in (None, 'memory') else None
     if m:

@@ -153,7 +153,7 @@ def top_loss_caption(vocab, t:dict, i:int, cam_for:str='actual')->str:
 def panel_label(vocab, t:dict, i:int, method:str='gradcam', cam_for:str='actual')->str:
     "What one panel shows: the method, and the class the map is for (`'Grad-CAM: 3 (actual)'`, `'mean activation'`)"
     title = cam_methods[method].title
-    if method=='mean': return title
+    if cam_methods[method].uses=='acts': return title      # the mean, EigenCAM, the baselines: the same map for any class
     actual,pred = int(t['cam_actual_for'][i]),int(t['cam_pred_for'][i])
     if cam_for=='contrast': return f"{title}: contrast (correct)" if actual==pred else f"{title}: {vocab[pred]} over {vocab[actual]}"
     role = ('most wrong' if cam_for=='actual' else 'most probable') if is_multilabel(t) else cam_for
