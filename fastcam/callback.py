@@ -97,7 +97,7 @@ def same_fingerprint(a:tuple, b:tuple)->bool:
 _capture_names = 'captured_dl idxs losses targs decoded probs inputs maps mean_maps cam_actual cam_pred cam_actual_for cam_pred_for all_losses'.split()
 
 class GradCAMCallback(Callback):
-    "Keep the `k` largest validation losses with their mean-activation maps and Grad-CAMs (actual and predicted class)"
+    "Keep the `k` largest validation losses with their maps (mean activation, Grad-CAM and `methods`; actual, predicted, contrast)"
     order,run_train = 70,False
     def __init__(self,
         k:int=9, # How many of the largest losses to keep
@@ -244,5 +244,5 @@ class GradCAMCallback(Callback):
         return {n:v for n,v in self.__dict__.items() if n not in skip}
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update({'methods': ('gradcam',), **state})   # learners exported before `methods` existed
         self._clear_capture(); self._reset_pass()

@@ -127,7 +127,7 @@ def test_contrast_is_the_map_of_predicted_minus_actual_and_empty_when_right(trai
     w = F.one_hot(cb.cam_pred_for, c).float() - F.one_hot(cb.cam_actual_for, c).float()
     fct.test_close(cb.maps['gradcam']['contrast'], cam(model, x, w, 'gradcam'), eps=1e-4)
     wrong = cb.cam_pred_for != cb.cam_actual_for
-    assert wrong.any() and cb.maps['gradcam']['contrast'][wrong].flatten(1).any(1).all()
+    assert wrong.any() and cb.maps['gradcam']['contrast'][wrong].any()     # (one map may be empty: no positive evidence)
     assert not cb.maps['gradcam']['contrast'][~wrong].any()
     interp = ClassificationInterpretation.from_learner(trained)
     t = top_loss_items(interp, 5, largest=False)                     # the best items: correctly classified
