@@ -167,6 +167,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'fastcam.interpret.top_loss_items': ('interpret.html#top_loss_items', 'fastcam/interpret.py')},
             'fastcam.metrics': { 'fastcam.metrics.Interpretation.cam_scores': ( 'metrics.html#interpretation.cam_scores',
                                                                                 'fastcam/metrics.py'),
+                                 'fastcam.metrics._drop': ('metrics.html#_drop', 'fastcam/metrics.py'),
+                                 'fastcam.metrics._increase': ('metrics.html#_increase', 'fastcam/metrics.py'),
                                  'fastcam.metrics._items_for_scores': ('metrics.html#_items_for_scores', 'fastcam/metrics.py'),
                                  'fastcam.metrics._targets_of': ('metrics.html#_targets_of', 'fastcam/metrics.py'),
                                  'fastcam.metrics._tile_notes': ('metrics.html#_tile_notes', 'fastcam/metrics.py'),

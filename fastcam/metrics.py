@@ -125,15 +125,16 @@ def confidence_change(model, x, maps, targets, activation=None)->tuple:
     masked = x*upsample_maps(maps.to(x.device), x.shape[-2:])[:, None]
     return class_probs(model, x, targets, activation),class_probs(model, masked, targets, activation)
 
+def _drop(y, o): return 100*(y-o).clamp(min=0)/y
+def _increase(y, o): return (o>y).float()
+
 def average_drop(model, x, maps, targets, activation=None)->Tensor:
     "Drop in confidence `max(0, Y - O)/Y` of each item, in percent (lower is better)"
-    y,o = confidence_change(model, x, maps, targets, activation)
-    return 100*(y-o).clamp(min=0)/y
+    return _drop(*confidence_change(model, x, maps, targets, activation))
 
 def increase_in_confidence(model, x, maps, targets, activation=None)->Tensor:
     "Whether masking each image by its map raised the class probability, `O > Y` (higher is better on average)"
-    y,o = confidence_change(model, x, maps, targets, activation)
-    return (o>y).float()
+    return _increase(*confidence_change(model, x, maps, targets, activation))
 
 # %% ../nbs/04_metrics.ipynb #7a1e0f05
 def spearman(a:Tensor, b:Tensor)->Tensor:
@@ -185,20 +186,21 @@ def faithfulness(model:nn.Module, x:Tensor, maps:dict, targets, metrics=score_me
     if unknown: raise ValueError(f"unknown metric(s) {unknown}: choose among {', '.join(map(repr, score_metrics))}.")
     n,(h,w) = len(x),next(iter(maps.values())).shape[-2:]
     kw = dict(activation=activation)
-    if 'deletion' in metrics: rnd = deletion(model, x, cam_methods['random'](torch.zeros(n, 1, h, w)), targets, steps, baseline, **kw)
+    if 'deletion' in metrics:   # the random map's deletion: the bar every map must clear
+        rnd = deletion(model, x, maps.get('random', cam_methods['random'](torch.zeros(n, 1, h, w))), targets, steps, baseline, **kw)
     if 'randomization' in metrics:
         r = randomization_test(model, x, targets, list(maps), layer, steps=1).set_index(['method', 'item']).spearman
     rows = []
     for m,mp in maps.items():
         d = dict(item=range(n), method=m)
         if 'deletion' in metrics:
-            d['deletion'] = deletion(model, x, mp, targets, steps, baseline, **kw)
+            d['deletion'] = rnd if m=='random' else deletion(model, x, mp, targets, steps, baseline, **kw)
             d['beats_random'] = (d['deletion']<rnd).tolist()
         if 'insertion' in metrics: d['insertion'] = insertion(model, x, mp, targets, steps, baseline, **kw)
         if {'avg_drop', 'increase'} & set(metrics):
             y,o = confidence_change(model, x, mp, targets, **kw)
-            if 'avg_drop' in metrics: d['avg_drop'] = 100*(y-o).clamp(min=0)/y
-            if 'increase' in metrics: d['increase'] = (o>y).float()
+            if 'avg_drop' in metrics: d['avg_drop'] = _drop(y, o)
+            if 'increase' in metrics: d['increase'] = _increase(y, o)
         if 'randomization' in metrics: d['randomization'] = r[m].values
         rows.append(pd.DataFrame({k: (v.tolist() if isinstance(v, Tensor) else v) for k,v in d.items()}))
     return pd.concat(rows, ignore_index=True)
