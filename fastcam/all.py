@@ -4,3 +4,4 @@ from fastcam.callback import *
 from fastcam.interpret import *
 from fastcam.data import *
 from fastcam.metrics import *
+from fastcam.history import *

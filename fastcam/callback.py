@@ -5,6 +5,7 @@
 # %% ../nbs/01_callback.ipynb #ca95313e
 from __future__ import annotations
 import warnings
+from contextlib import contextmanager
 from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
@@ -12,11 +13,14 @@ from fastcore.basics import store_attr
 from fastai.callback.core import Callback, GatherPredsCallback
 from fastai.torch_core import to_cpu
 from fastai.interpret import ClassificationInterpretation
+from fastai.losses import BaseLoss
+from bisect import bisect_left
 from .cam import *
 
 # %% auto #0
-__all__ = ['merge_top_k', 'prediction_fns', 'explain_targets', 'cam_targets', 'with_base_methods', 'explain_maps',
-           'state_fingerprint', 'same_fingerprint', 'GradCAMCallback']
+__all__ = ['merge_top_k', 'prediction_fns', 'item_losses', 'explain_targets', 'cam_targets', 'with_base_methods', 'explain_maps',
+           'state_fingerprint', 'same_fingerprint', 'take_rows', 'cat_rows', 'check_track', 'check_log',
+           'GradCAMCallback']
 
 # %% ../nbs/01_callback.ipynb #9c4c31cb
 def merge_top_k(kept:dict|None, new:dict, k:int)->dict:
@@ -49,11 +53,32 @@ def prediction_fns(loss_func)->tuple:
     return fns
 
 # %% ../nbs/01_callback.ipynb #e21868ef
-def explain_targets(learn, logits:Tensor, targs:Tensor)->dict:
-    "Per-item losses, probabilities, decoded predictions, and the classes the two Grad-CAMs are for"
+@contextmanager
+def _not_reduced(f):
+    "`f` with its `reduction` set to `'none'` for the block"
+    old = f.reduction
+    f.reduction = 'none'
+    try: yield f
+    finally: f.reduction = old
+
+def item_losses(loss_func, logits:Tensor, targs:Tensor)->Tensor:
+    "Per-item (per-label for multi-label) losses `(n, labels)`: `loss_func` unreduced, as `Learner.loss_not_reduced` gives them"
+    lf = loss_func
+    if (type(lf).__call__ is BaseLoss.__call__ and lf.flatten and lf.is_2d and lf.axis in (-1, logits.ndim-1)
+        and isinstance(getattr(lf.func, 'reduction', None), str)):   # fastai's flattened losses, minus their tensor-subclass overhead
+        if lf.floatify and targs.dtype!=torch.float16: targs = targs.float()
+        if targs.dtype in (torch.int8, torch.int16, torch.int32): targs = targs.long()
+        with _not_reduced(lf.func) as f: per = f(logits.reshape(-1, logits.shape[-1]), targs.reshape(-1))
+    elif isinstance(getattr(lf, 'reduction', None), str):
+        with _not_reduced(lf) as f: per = f(logits, targs)
+    else: per = lf(logits, targs, reduction='none')
+    return plain(per).detach().float().view(len(logits), -1)
+
+def explain_targets(learn, logits:Tensor, targs:Tensor, per:Tensor|None=None)->dict:
+    "Per-item losses, probabilities, decoded predictions, and the classes the two Grad-CAMs are for (`per`: `item_losses`, if known)"
     logits,targs = plain(logits).detach().float(),plain(targs).detach()
     act,decodes = prediction_fns(learn.loss_func)
-    with learn.loss_not_reduced(): per = plain(learn.loss_func(logits, targs)).detach().float().view(len(logits), -1)
+    if per is None: per = item_losses(learn.loss_func, logits, targs)
     probs = plain(act(logits)).float()
     decoded = plain(decodes(probs))
     multi = targs.shape==logits.shape
@@ -95,6 +120,33 @@ def same_fingerprint(a:tuple, b:tuple)->bool:
 
 # %% ../nbs/01_callback.ipynb #af72c758
 _capture_names = 'captured_dl idxs losses targs decoded probs inputs maps mean_maps cam_actual cam_pred cam_actual_for cam_pred_for all_losses'.split()
+_history_names = 'idxs losses targs decoded probs cam_actual_for cam_pred_for maps'.split()
+
+def take_rows(d:dict, rows)->dict:
+    "The rows `rows` of every tensor of `d`, a dict of tensors or of such dicts (as `maps`)"
+    return {n: take_rows(v, rows) if isinstance(v, dict) else v[rows] for n,v in d.items()}
+
+def cat_rows(a:dict, b:dict)->dict:
+    "The rows of `b` after those of `a` (dicts of the same keys, nested as `maps`)"
+    return {n: cat_rows(v, b[n]) if isinstance(v, dict) else torch.cat([v, b[n]]) for n,v in a.items()}
+
+def check_track(track)->list|None:
+    "`track` as a sorted list of distinct dataset indices, or a `ValueError` that says what to pass"
+    if track is None: return None
+    try: idxs = [int(i) for i in (track.tolist() if hasattr(track, 'tolist') else track)]
+    except (TypeError, ValueError): idxs = None
+    if idxs is None or any(i<0 for i in idxs) or isinstance(track, (str, bytes)): raise ValueError(
+        f"`track` is the dataset indices of validation items to follow at every pass (e.g. `track=[3, 17]`), got {track!r}.")
+    return sorted(set(idxs))
+
+def check_log(log:str|None)->str|None:
+    "`log` if it is `None` or `'tensorboard'` (and TensorBoard is installed), else an error that says what to do"
+    if log is None: return None
+    if log!='tensorboard': raise ValueError(f"`log` can be 'tensorboard' (or None: log when the learner has a TensorBoardCallback), got {log!r}.")
+    try: import torch.utils.tensorboard
+    except ImportError: raise ImportError("GradCAMCallback(log='tensorboard') needs TensorBoard: `pip install tensorboard` "
+                                          "(or `pip install \"fastcam[tensorboard]\"`).") from None
+    return log
 
 class GradCAMCallback(Callback):
     "Keep the `k` largest validation losses with their maps (mean activation, Grad-CAM and `methods`; actual, predicted, contrast)"
@@ -103,12 +155,20 @@ class GradCAMCallback(Callback):
         k:int=9, # How many of the largest losses to keep
         layer:nn.Module|None=None, # Module whose output is explained; `None` means `learn.model[0]`
         methods=('gradcam',), # CAM methods computed in the replay (see `cam_methods`); Grad-CAM and the mean always are
+        keep_history:bool=True, # Keep every `fit` validation pass's top-k and tracked items in `history`
+        track=None, # Dataset indices of validation items recorded at every pass; `None`: the first recorded pass's top-k
+        log:str|None=None, # 'tensorboard': write each pass's figure; `None`: do so when the learner has a `TensorBoardCallback`
+        log_dir:str|None=None, # Where the TensorBoard events go; default: the `TensorBoardCallback`'s, else TensorBoard's default
     ):
         if isinstance(k, bool) or not isinstance(k, int) or k<1:
             raise ValueError(f"`k` is how many of the largest losses to keep: a positive int, got {k!r}.")
         check_layer_arg(layer)
-        methods = tuple(check_methods(methods))
+        methods,track,log = tuple(check_methods(methods)),check_track(track),check_log(log)
+        if track is not None and not keep_history:
+            raise ValueError("`track=` records items in `history`: use it with `keep_history=True`.")
         store_attr()
+        self.history,self.tracked_idxs,self.history_dl = [],track,None
+        self._copy_acts,self._fitting,self._logging,self._writer = False,False,False,None
         self._clear_capture()
         self._reset_pass()
 
@@ -118,7 +178,7 @@ class GradCAMCallback(Callback):
 
     def _reset_pass(self):
         self._active,self._hook,self._acts,self._kept,self._losses,self._seen,self._cancelled = False,None,None,None,None,0,False
-        self._low_precision = False
+        self._rerun,self._inplace_seen,self._recording,self._track,self._tracked = False,False,False,[],[]
 
     @property
     def hooked_layer(self)->nn.Module:
@@ -132,10 +192,25 @@ class GradCAMCallback(Callback):
         return layer
 
     # Nothing is raised from `before_fit`: inside `learn.validate()` that would leave `learn.lock` held
+    def before_fit(self): self._fitting = False
+
     def before_train(self):
-        "Check the setup before any training: the layer, the loss, and (on the first batch) the layer's output"
+        "Check the setup before any training: the layer, the loss, tracked items, and (on the first batch) the layer's output"
         self._remove_hook()
-        self._hook = self._check_setup().register_forward_hook(self._check_output, always_call=True)
+        layer = self._check_setup()
+        if not self._fitting: self._start_fit()
+        self._hook = layer.register_forward_hook(self._check_output, always_call=True)
+
+    def _start_fit(self):
+        "At the first epoch of a `fit`: restart the history if the validation set changed, check `track`, number the epochs, decide whether to log"
+        n = len(self.dls.valid.dataset)
+        if self.history and self.history[-1]['n']!=n:
+            warnings.warn(f"GradCAMCallback: the validation set changed ({self.history[-1]['n']} items, now {n}); the history restarts.")
+            self.clear_history()
+        if self.keep_history and self.tracked_idxs and self.tracked_idxs[-1]>=n: raise IndexError(
+            f"`track` has index {self.tracked_idxs[-1]}, but the validation set has {n} items: track indices below {n}.")
+        self._fitting,self._epoch0 = True,(self.history[-1]['epoch']+1 if self.history else 0)-self.epoch
+        self._logging = self.keep_history and (self.log=='tensorboard' or any(type(cb).__name__=='TensorBoardCallback' for cb in self.learn.cbs))
 
     def _check_output(self, module, inputs, out):
         self._remove_hook()
@@ -152,15 +227,28 @@ class GradCAMCallback(Callback):
                           "Validate on `dl.new(shuffle=False)` to capture.")
             return
         self._layer,self._active = self._check_setup(),True
+        self._recording = self._fitting and self.keep_history
+        if self._recording: self._start_record()
+
+    def _start_record(self):
+        "The items to track in this pass"
+        self._track = [i for i in (self.tracked_idxs or []) if i<len(self.dl.dataset)]
+
+    def clear_history(self):
+        "Forget the recorded passes (and the default tracked items, the first pass's top-k)"
+        self.history,self.tracked_idxs,self.history_dl = [],self.track,None
 
     def before_batch(self):
         if self._active: self._hook = self._layer.register_forward_hook(self._keep_acts, always_call=True)
 
     def _keep_acts(self, module, inputs, out):
+        "Keep the layer's output: a reference, or a copy once an in-place op after the layer has been seen"
         self._remove_hook()
         if out is None: return
-        self._acts = plain(check_feature_map(out, module)).detach().clone()
-        self._low_precision |= self._acts.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled(out.device.type)
+        out = check_feature_map(plain(out), module).detach()   # plain first: fastai's tensor subclasses make every op slower
+        copy = self._copy_acts or out.is_inference()
+        self._acts,self._acts_version = (out.clone() if copy else out),(None if copy else out._version)
+        if not self._seen: self._rerun = out.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled(out.device.type)
 
     def _remove_hook(self):
         if self._hook is not None: self._hook.remove(); self._hook = None
@@ -168,16 +256,37 @@ class GradCAMCallback(Callback):
     def after_pred(self): self._remove_hook()
 
     def after_loss(self):
-        "Merge this batch's largest per-item losses into the kept top k"
+        "Keep the rows of this batch that enter the top k, and the tracked items; every item's loss"
         if not self._active or not len(self.yb): return
         if self._acts is None:
             raise ValueError(f"GradCAMCallback: the hooked layer {type(self._layer).__name__} did not run in the forward "
                              "pass; pass `layer=` a module the model uses.")
-        ex = explain_targets(self.learn, self.pred, self.yb[0])
-        start = self._keep_losses(ex['losses'])
-        batch = dict(ex, idxs=torch.arange(start, start+len(ex['losses']), device=ex['losses'].device),
-                     acts=self._acts, inputs=plain(self.xb[0]).detach())
-        self._kept,self._acts = merge_top_k(self._kept, batch, self.k),None
+        if self._acts_version is not None and self._acts._version!=self._acts_version:
+            self._copy_acts = self._inplace_seen = True    # an in-place op changed the layer's output: copy it from now on
+        logits,targs = plain(self.pred).detach().float(),plain(self.yb[0]).detach()
+        per = item_losses(self.learn.loss_func, logits, targs)
+        losses = per.mean(1)
+        start = self._keep_losses(losses)
+        top,tracked = self._top_rows(losses),self._tracked_rows(start, len(losses))
+        rows = top if tracked is None else torch.cat([top, tracked])
+        if len(rows):
+            b = dict(explain_targets(self.learn, logits[rows], targs[rows], per[rows]), idxs=rows+start,
+                     acts=self._acts[rows], inputs=plain(self.xb[0]).detach()[rows])
+            if len(top): self._kept = merge_top_k(self._kept, take_rows(b, slice(0, len(top))), self.k)
+            if tracked is not None: self._tracked.append(take_rows(b, slice(len(top), None)))
+        self._acts = None
+
+    def _top_rows(self, losses:Tensor)->Tensor:
+        "The rows of a batch that can still enter the top k: at most `k`, each larger than the smallest kept loss"
+        kept = self._kept
+        if kept is not None and len(kept['losses'])==self.k: rows = (losses>kept['losses'].min()).nonzero()[:, 0]
+        else: rows = torch.arange(len(losses), device=losses.device)
+        return rows[losses[rows].topk(self.k).indices] if len(rows)>self.k else rows
+
+    def _tracked_rows(self, start:int, n:int)->Tensor|None:
+        "The rows of a batch (items `start` to `start+n`) that are tracked, or `None`"
+        lo,hi = bisect_left(self._track, start),bisect_left(self._track, start+n)
+        return None if lo==hi else torch.tensor(self._track[lo:hi], device=self._losses.device)-start
 
     def _keep_losses(self, losses)->int:
         "Write a batch's per-item losses into one buffer for the whole pass (one float per item); returns its first index"
@@ -192,32 +301,58 @@ class GradCAMCallback(Callback):
     def after_cancel_validate(self): self._cancelled = True
 
     def after_validate(self):
-        "Publish the capture of a complete pass: the top-k items and their three maps"
+        "Publish the capture of a complete pass (the top-k items and their maps); in `fit`, record it in `history`"
         self._remove_hook()
         kept,complete = self._kept,self._active and not self._cancelled
         if complete and kept is not None:
             self._clear_capture()
-            res = dict(kept, **self._maps(kept), all_losses=self._losses[:self._seen])
+            tracked = None
+            for t in self._tracked: tracked = t if tracked is None else cat_rows(tracked, t)
+            nk = len(kept['losses'])
+            maps = self._maps(kept if tracked is None else cat_rows(kept, tracked))
+            top = take_rows(maps, slice(0, nk))
+            res = dict(kept, maps=top, mean_maps=top['mean']['actual'], cam_actual=top['gradcam']['actual'],
+                       cam_pred=top['gradcam']['predicted'], all_losses=self._losses[:self._seen])
             for n,v in res.items():
                 if n in _capture_names: setattr(self, n, to_cpu(v))
             self.inputs = self.inputs.as_subclass(type(self.xb[0])) if isinstance(self.xb[0], Tensor) else self.inputs
             self.captured_dl,self._fingerprint,self._model_id = self.learn.dl,state_fingerprint(self.learn.model),id(self.learn.model)
+            if self._recording: self._record(None if tracked is None else dict(tracked, maps=take_rows(maps, slice(nk, None))))
         self._reset_pass()
 
     def _maps(self, kept)->dict:
         "The kept items' maps: replay the head on their activations if we can, else re-run their inputs, in float32"
-        head = None if self._low_precision else split_head(self.learn.model, self._layer)   # low precision: re-run
+        head = None if self._rerun or self._inplace_seen else split_head(self.learn.model, self._layer)   # low precision or in-place: re-run
         acts,logits = (replay_head(head, kept['acts']) if head is not None
                        else forward_to_leaf(self.learn.model, kept['inputs'], self._layer))
         r = Replay(acts, logits, self.learn.model, kept['inputs'], prediction_fns(self.learn.loss_func)[0])
-        maps = explain_maps(r, kept, self.all_methods)
-        return dict(maps=maps, mean_maps=maps['mean']['actual'], cam_actual=maps['gradcam']['actual'],
-                    cam_pred=maps['gradcam']['predicted'])
+        return explain_maps(r, kept, self.all_methods)
+
+    def _record(self, tracked:dict|None):
+        "Add this pass to `history`: its top-k and tracked items (by default, from the first pass on, its top-k)"
+        top = {n: getattr(self, n) for n in _history_names}
+        if self.tracked_idxs is None:
+            self.tracked_idxs = sorted(top['idxs'].tolist())
+            tracked = take_rows(top, top['idxs'].argsort())
+        tracked = None if tracked is None else to_cpu({n: tracked[n] for n in _history_names})
+        self.history.append(dict(epoch=self._epoch0+self.epoch, n=len(self.dl.dataset), top=top, tracked=tracked))
+        self.history_dl = self.learn.dl
+        if self._logging: self._log('log_pass')
+
+    def _log(self, what:str):
+        "Write to TensorBoard with `fastcam.history`'s `what` (`log_pass` or `log_history`)"
+        from . import history
+        getattr(history, what)(self)
 
     @property
     def all_methods(self)->list: return with_base_methods(self.methods)
 
-    def after_fit(self): self._remove_hook(); self._reset_pass()
+    def after_fit(self):
+        self._remove_hook(); self._reset_pass()
+        if self._fitting and self._writer is not None:
+            try: self._log('log_history')
+            finally: self._writer.close(); self._writer = None
+        self._fitting = False
 
     @property
     def is_stale(self)->bool:
@@ -239,10 +374,13 @@ class GradCAMCallback(Callback):
         return ClassificationInterpretation(self.learn, self.captured_dl, self.all_losses)
 
     def __getstate__(self):
-        "Pickle (e.g. in `learn.export()`) the settings only, never the captured tensors"
-        skip = set(_capture_names) | {'_hook','_acts','_kept','_losses','_layer','_fingerprint'}
+        "Pickle (e.g. in `learn.export()`) the settings only, never the captured tensors or the history"
+        skip = set(_capture_names) | {'_hook','_acts','_kept','_losses','_layer','_fingerprint','history','history_dl','_writer','_tracked'}
         return {n:v for n,v in self.__dict__.items() if n not in skip}
 
     def __setstate__(self, state):
-        self.__dict__.update({'methods': ('gradcam',), **state})   # learners exported before `methods` existed
+        defaults = dict(methods=('gradcam',), keep_history=True, track=None, log=None, log_dir=None, tracked_idxs=None,
+                        _copy_acts=False, _fitting=False, _logging=False)   # learners exported by earlier versions
+        self.__dict__.update({**defaults, **state})
+        self.history,self.history_dl,self._writer = [],None,None
         self._clear_capture(); self._reset_pass()

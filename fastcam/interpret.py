@@ -14,10 +14,10 @@ from fastai.torch_core import to_cpu
 from .callback import *
 
 # %% auto #0
-__all__ = ['tile_scorers', 'captured_items', 'explained_layer', 'compute_maps', 'predict_items', 'items_batch',
+__all__ = ['tile_scorers', 'captured_items', 'explained_layer', 'compute_maps', 'predict_items', 'dl_batch', 'items_batch',
            'check_classification', 'top_loss_items', 'display_range', 'normalize_map', 'is_empty_map', 'show_cam',
            'is_multilabel', 'fmt_prob', 'top_loss_caption', 'panel_label', 'check_cam_for', 'group_panels',
-           'note_scale', 'draw_items']
+           'note_scale', 'draw_items', 'items_frame']
 
 # %% ../nbs/02_interpret.ipynb #fc74c4fd
 _item_names = 'idxs losses targs decoded probs inputs maps mean_maps cam_actual cam_pred cam_actual_for cam_pred_for'.split()
@@ -61,12 +61,16 @@ def predict_items(learn, x, targs)->dict:
     return {n: ex[n].cpu() for n in _explained}
 
 # %% ../nbs/02_interpret.ipynb #5d3e1b90
+def dl_batch(learn, dl, idxs)->tuple:
+    "Inputs and targets of the items `idxs` of `dl`, as one batch made with `learn`'s transforms"
+    idxs = plain(torch.as_tensor(idxs)).tolist()
+    items = getattr(dl.items, 'iloc', L(dl.items))[idxs]
+    b = learn.dls.test_dl(items, with_labels=True, bs=len(idxs)).one_batch()
+    return b[0],b[1]
+
 def items_batch(interp:Interpretation, idxs)->tuple:
     "Inputs and targets of the items `idxs` of `interp.dl`, as one batch made with the learner's transforms"
-    idxs = plain(torch.as_tensor(idxs)).tolist()
-    items = getattr(interp.dl.items, 'iloc', L(interp.dl.items))[idxs]
-    b = interp.learn.dls.test_dl(items, with_labels=True, bs=len(idxs)).one_batch()
-    return b[0],b[1]
+    return dl_batch(interp.learn, interp.dl, idxs)
 
 # %% ../nbs/02_interpret.ipynb #2ca87d5e
 def check_classification(interp):
@@ -272,6 +276,17 @@ def _item(dl, i):
     if items is None: return i
     return items.iloc[i].to_dict() if hasattr(items, 'iloc') else items[i]
 
+def items_frame(vocab, t:dict)->pd.DataFrame:
+    "Predicted, actual, loss and probability of the actual class of the items `t` (multi-label: the most-wrong label and its probability)"
+    if is_multilabel(t):
+        worst = t.get('cam_actual_for', (t['targs'].float()-t['probs']).abs().argmax(1))   # largest loss: farthest from its target
+        return pd.DataFrame(dict(predicted=[_names(vocab, o) for o in t['decoded']], actual=[_names(vocab, o) for o in t['targs']],
+                                 loss=t['losses'].tolist(), label=[vocab[int(c)] for c in worst],
+                                 p_label=t['probs'].gather(1, worst[:,None].cpu())[:,0].tolist()))
+    targs,preds = t['targs'].long(),t['decoded'].long()
+    return pd.DataFrame(dict(predicted=[vocab[int(o)] for o in preds], actual=[vocab[int(o)] for o in targs],
+                             loss=t['losses'].tolist(), p_actual=t['probs'].gather(1, targs[:,None])[:,0].tolist()))
+
 @patch
 def top_losses_table(self:Interpretation,
     k:int=9, # How many of the top losses
@@ -280,11 +295,4 @@ def top_losses_table(self:Interpretation,
     "The `k` top losses as a DataFrame: index, item, predicted, actual, loss, probability of the actual class (multi-label: most-wrong label and its probability)"
     t = top_loss_items(self, k, largest, with_maps=False)
     df = pd.DataFrame(dict(index=t['idxs'].tolist(), item=[_item(self.dl, int(i)) for i in t['idxs']]))
-    if is_multilabel(t):
-        worst = t.get('cam_actual_for', (t['targs'].float()-t['probs']).abs().argmax(1))   # largest loss: farthest from its target
-        return df.assign(predicted=[_names(self.vocab, o) for o in t['decoded']], actual=[_names(self.vocab, o) for o in t['targs']],
-                         loss=t['losses'].tolist(), label=[self.vocab[int(c)] for c in worst],
-                         p_label=t['probs'].gather(1, worst[:,None].cpu())[:,0].tolist())
-    targs,preds = t['targs'].long(),t['decoded'].long()
-    return df.assign(predicted=[self.vocab[int(o)] for o in preds], actual=[self.vocab[int(o)] for o in targs],
-                     loss=t['losses'].tolist(), p_actual=t['probs'].gather(1, targs[:,None])[:,0].tolist())
+    return pd.concat([df, items_frame(self.vocab, t)], axis=1)

@@ -172,15 +172,18 @@ def test_export_load_learner_round_trip(trained, tmp_path):
     fct.test_eq(loaded.grad_cam.idxs, trained.grad_cam.idxs)
     fct.test_close(loaded.grad_cam.cam_actual, trained.grad_cam.cam_actual, eps=1e-4)
 
-def test_captures_of_earlier_epochs_are_released():
+@pytest.mark.parametrize('keep_history', [True, False])
+def test_captures_of_earlier_epochs_are_released(keep_history):
+    "Earlier epochs' inputs are released; their maps are too, unless the history keeps them (small, at the layer's resolution)"
     refs = []
     class Keep(Callback):
         order = 80
-        def after_validate(self): refs.append(weakref.ref(self.learn.grad_cam.cam_actual))
-    learn = digits_learner(cbs=[GradCAMCallback(k=4), Keep()], n_train=64, n_valid=32)
+        def after_validate(self): refs.append((weakref.ref(self.learn.grad_cam.inputs), weakref.ref(self.learn.grad_cam.cam_actual)))
+    learn = digits_learner(cbs=[GradCAMCallback(k=4, keep_history=keep_history), Keep()], n_train=64, n_valid=32)
     fit_quietly(learn, epochs=3)
     gc.collect()
-    assert [r() is None for r in refs] == [True, True, False]
+    assert [i() is None for i,_ in refs] == [True, True, False]
+    assert [m() is None for _,m in refs] == ([False]*3 if keep_history else [True, True, False])
 
 def test_layer_without_a_feature_map_fails_clearly_and_cleanly():
     learn = digits_learner(cbs=GradCAMCallback(layer=None), n_train=64, n_valid=32)
