@@ -339,11 +339,19 @@ def scoring_speed(learn, k=9, steps=20):
     c = interleaved_min(dict(theirs=theirs, ours=mine), 5)
     return dict(methods=len(maps), ours_s=ours, loop_s=loop, conf_theirs_s=c['theirs'], conf_ours_s=c['ours'])
 
+# ---------------------------------------------------------------- 10. filter patterns
+def patterns_speed(learn, n=64, steps=10, size=64):
+    "filter_patterns for `n` channels of a stage in one batch / the same optimization one channel at a time"
+    model,layer = learn.model,learn.model[0][4]        # ResNet-18's layer1: 64 channels
+    batch = timed(lambda: filter_patterns(model, layer, range(n), size=size, steps=steps))
+    loop = timed(lambda: [filter_patterns(model, layer, [c], size=size, steps=steps) for c in range(n)])
+    return dict(batch_s=batch, loop_s=loop, n=n, steps=steps, size=size)
+
 # ---------------------------------------------------------------- the table
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help="smaller sets and fewer repeats")
-    p.add_argument('--only', choices=['digits', 'resnet', 'memory', 'methods'], help="run one part only ('methods': rows 6-8)")
+    p.add_argument('--only', choices=['digits', 'resnet', 'memory', 'methods', 'features'], help="run one part only ('methods': rows 6-8, 'features': row 10)")
     p.add_argument('--child-memory', nargs=2, type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child_memory:
@@ -365,6 +373,10 @@ def main():
         fs = scoring_speed(learn, 9)
         rows.append((name, f"8. deletion, insertion, avg drop, increase for the top-9 x {fs['methods']} methods (20 steps): loop per image and step / batched", f"{fs['loop_s']:.2f} s / {fs['ours_s']:.2f} s", f"{fs['loop_s']/fs['ours_s']:.2f}x faster", 'report'))
         rows.append((name, f"8. confidence change (image x map) for the top-9 x {fs['methods']} methods: pytorch-grad-cam's CamMultImageConfidenceChange / fastcam", f"{fs['conf_theirs_s']*1000:.1f} ms / {fs['conf_ours_s']*1000:.1f} ms", f"{fs['conf_theirs_s']/fs['conf_ours_s']:.2f}x faster", 'report'))
+    if a.only in (None, 'features'):
+        name,learn = resnet_setup(256, 64)
+        fp = patterns_speed(learn, steps=5 if a.quick else 10)
+        rows.append((name, f"10. filter_patterns, {fp['n']} channels of layer1 at {fp['size']} px, {fp['steps']} steps: one channel at a time / one batch", f"{fp['loop_s']:.2f} s / {fp['batch_s']:.2f} s", f"{fp['loop_s']/fp['batch_s']:.2f}x faster", 'report'))
     sizes = (2000, 20000) if not a.quick else (1000, 4000)
     m = memory(sizes) if a.only in (None, 'memory') else None
     if m:

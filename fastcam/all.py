@@ -5,3 +5,4 @@ from fastcam.interpret import *
 from fastcam.data import *
 from fastcam.metrics import *
 from fastcam.history import *
+from fastcam.features import *
