@@ -240,4 +240,16 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'fastcam.metrics.points_at': ('metrics.html#points_at', 'fastcam/metrics.py'),
                                  'fastcam.metrics.randomization_test': ('metrics.html#randomization_test', 'fastcam/metrics.py'),
                                  'fastcam.metrics.spearman': ('metrics.html#spearman', 'fastcam/metrics.py'),
-                                 'fastcam.metrics.upsample_maps': ('metrics.html#upsample_maps', 'fastcam/metrics.py')}}}
+                                 'fastcam.metrics.upsample_maps': ('metrics.html#upsample_maps', 'fastcam/metrics.py')},
+            'fastcam.report': { 'fastcam.report.Interpretation.cam_report': ('report.html#interpretation.cam_report', 'fastcam/report.py'),
+                                'fastcam.report._cell': ('report.html#_cell', 'fastcam/report.py'),
+                                'fastcam.report._facts': ('report.html#_facts', 'fastcam/report.py'),
+                                'fastcam.report._item_name': ('report.html#_item_name', 'fastcam/report.py'),
+                                'fastcam.report._section': ('report.html#_section', 'fastcam/report.py'),
+                                'fastcam.report.figure_uri': ('report.html#figure_uri', 'fastcam/report.py'),
+                                'fastcam.report.gallery_html': ('report.html#gallery_html', 'fastcam/report.py'),
+                                'fastcam.report.html_table': ('report.html#html_table', 'fastcam/report.py'),
+                                'fastcam.report.image_array': ('report.html#image_array', 'fastcam/report.py'),
+                                'fastcam.report.overlay_array': ('report.html#overlay_array', 'fastcam/report.py'),
+                                'fastcam.report.png_uri': ('report.html#png_uri', 'fastcam/report.py'),
+                                'fastcam.report.report_facts': ('report.html#report_facts', 'fastcam/report.py')}}}

@@ -6,3 +6,4 @@ from fastcam.data import *
 from fastcam.metrics import *
 from fastcam.history import *
 from fastcam.features import *
+from fastcam.report import *

@@ -14,6 +14,7 @@ from .callback import GradCAMCallback
 from .interpret import *
 from .data import *
 from .metrics import *
+from .report import *
 import pandas as pd
 
 # %% auto #0
@@ -166,7 +167,8 @@ def demo(out='fastcam-out', epochs:int=15, k:int=9, n_train:int=3000, n_valid:in
     print_table(table)
     scores = out/'scores.csv'
     table.to_csv(scores)
-    print(f"\nWrote {png}, {csv}, {out/'cam_methods.png'}, {scores} and {out/'model.pkl'} "
+    html = interp.cam_report(out/'report.html', k, scores=table, title='fastcam demo: the largest losses on the digit scenes')
+    print(f"\nWrote {png}, {csv}, {out/'cam_methods.png'}, {scores}, {html} and {out/'model.pkl'} "
           f"(try: fastcam report {out/'model.pkl'} {path/'valid'})")
     print(f"Took {time.time()-t0:.0f} s")
     return dict(accuracy=acc, pointing=pg, discrimination=cd, table=table, png=png, csv=csv)
@@ -255,7 +257,7 @@ def validate_readable(learn, files:list)->tuple:
             if not more: raise UsageError(f"can't read the images ({type(e).__name__}: {e}).")
             skipped += more
 
-def report(model, data_dir, k:int=9, out='fastcam-out', smallest:bool=False):
+def report(model, data_dir, k:int=9, out='fastcam-out', smallest:bool=False, html:bool=False):
     "Top-losses figure and table (and with `smallest`, the smallest losses too) for an exported learner on a labelled folder"
     out = writable_dir(out)
     learn = load_classifier(model)
@@ -269,6 +271,7 @@ def report(model, data_dir, k:int=9, out='fastcam-out', smallest:bool=False):
     if skipped: print(f"Skipped {len(skipped)} unreadable image(s): " + '; '.join(f"{f} ({why})" for f,why in skipped))
     written = write_report(interp, out, k)
     if smallest: written += write_report(interp, out, k, largest=False)
+    if html: written += (interp.cam_report(out/'report.html', k),)
     names = ['loss'] + [m.name for m in learn.metrics]
     print(', '.join(f"{n} {float(v):.4f}" for n,v in zip(names, res)) + f" on {len(dl.dataset)} images")
     print(f"Wrote {', '.join(map(str, written))}")
@@ -288,7 +291,7 @@ def parser()->argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True)
     d = sub.add_parser('demo', help="train a small CNN on embedded digit scenes and explain its top losses",
         description="Train a small CNN on scenes made from scikit-learn's bundled digits (nothing is downloaded), with "
-                    "GradCAMCallback; write the top-losses figure (PNG), table (CSV) and the exported model; print accuracy, "
+                    "GradCAMCallback; write the top-losses figure (PNG), table (CSV), report.html and the exported model; print accuracy, "
                     "the pointing game and the class-discrimination score.")
     d.add_argument('--out', default='fastcam-out', help="folder for top_losses.png, top_losses.csv and model.pkl (default: %(default)s)")
     d.add_argument('--epochs', type=_positive_int, default=15, help="training epochs for each model (default: %(default)s)")
@@ -310,6 +313,8 @@ def parser()->argparse.ArgumentParser:
     r.add_argument('--k', type=_positive_int, default=9, help="how many top losses to show (default: %(default)s)")
     r.add_argument('--out', default='fastcam-out', help="folder for top_losses.png and top_losses.csv (default: %(default)s)")
     r.add_argument('--smallest', action='store_true', help="also write smallest_losses.png and .csv: the k best-explained items")
+    r.add_argument('--html', action='store_true', help="also write report.html: one self-contained file (images embedded, "
+                   "opens offline) with the gallery, every method's maps, a sortable table and the most-confused classes")
     return p
 
 # %% ../nbs/05_cli.ipynb #c28639b6
@@ -318,7 +323,7 @@ def main(argv=None)->int:
     args = parser().parse_args(argv)
     try:
         if args.command=='demo': demo(args.out, args.epochs, args.k, args.n_train, args.n_valid, args.seed, data=args.data)
-        else: report(args.model, args.data_dir, args.k, args.out, args.smallest)
+        else: report(args.model, args.data_dir, args.k, args.out, args.smallest, args.html)
     except UsageError as e:
         print(f"fastcam {args.command}: error: {e}", file=sys.stderr)
         return 2
