@@ -11,7 +11,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback, GatherPredsCallback
-from fastai.torch_core import to_cpu
+from fastai.torch_core import to_cpu, rank_distrib
+from functools import reduce
 from fastai.interpret import ClassificationInterpretation
 from fastai.losses import BaseLoss
 from bisect import bisect_left
@@ -19,8 +20,8 @@ from .cam import *
 
 # %% auto #0
 __all__ = ['merge_top_k', 'prediction_fns', 'item_losses', 'explain_targets', 'cam_targets', 'with_base_methods', 'explain_maps',
-           'state_fingerprint', 'same_fingerprint', 'take_rows', 'cat_rows', 'check_track', 'check_log',
-           'GradCAMCallback']
+           'state_fingerprint', 'same_fingerprint', 'take_rows', 'cat_rows', 'shard_of', 'unshard', 'gather_shards',
+           'check_track', 'check_log', 'GradCAMCallback']
 
 # %% ../nbs/01_callback.ipynb #9c4c31cb
 def merge_top_k(kept:dict|None, new:dict, k:int)->dict:
@@ -130,6 +131,24 @@ def cat_rows(a:dict, b:dict)->dict:
     "The rows of `b` after those of `a` (dicts of the same keys, nested as `maps`)"
     return {n: cat_rows(v, b[n]) if isinstance(v, dict) else torch.cat([v, b[n]]) for n,v in a.items()}
 
+def shard_of(dl):
+    "`dl` when it is one rank's shard of the data (fastai's `DistributedDL`, under `learn.distrib_ctx()`), else `None`"
+    return dl if type(dl).__name__=='DistributedDL' and getattr(dl, 'world_size', 1)>1 else None
+
+def unshard(dl):
+    "The whole `DataLoader` a `DistributedDL` shards (or `dl` itself)"
+    return dl.dl if shard_of(dl) is not None else dl
+
+def gather_shards(kept:dict|None, tracked:dict|None, losses:Tensor, k:int)->tuple:
+    "Every rank's kept rows, tracked rows and losses, merged on every rank: the top `k` of the whole set, in dataset order"
+    import torch.distributed as dist
+    parts = [None]*dist.get_world_size()
+    dist.all_gather_object(parts, to_cpu((kept, tracked, losses)))   # ranks in order: their shards are consecutive
+    ks,ts = [p[0] for p in parts if p[0] is not None],[p[1] for p in parts if p[1] is not None]
+    kept = reduce(cat_rows, ks) if ks else None
+    if kept is not None: kept = take_rows(kept, kept['losses'].topk(min(k, len(kept['losses']))).indices)
+    return kept,(reduce(cat_rows, ts) if ts else None),torch.cat([p[2] for p in parts])
+
 def check_track(track)->list|None:
     "`track` as a sorted list of distinct dataset indices, or a `ValueError` that says what to pass"
     if track is None: return None
@@ -178,12 +197,17 @@ class GradCAMCallback(Callback):
 
     def _reset_pass(self):
         self._active,self._hook,self._acts,self._kept,self._losses,self._seen,self._cancelled = False,None,None,None,None,0,False
-        self._rerun,self._inplace_seen,self._recording,self._track,self._tracked = False,False,False,[],[]
+        self._rerun,self._inplace_seen,self._recording,self._track,self._tracked,self._shard = False,False,False,[],[],None
+
+    @property
+    def explained_model(self)->nn.Module:
+        "`learn.model`, out of its `DistributedDataParallel` wrapper under `learn.distrib_ctx()`"
+        return unwrap_model(self.learn.model)
 
     @property
     def hooked_layer(self)->nn.Module:
         "The module whose output is explained: `layer`, or `learn.model[0]`"
-        return resolve_layer(self.learn.model, self.layer)
+        return resolve_layer(self.explained_model, self.layer)
 
     def _check_setup(self)->nn.Module:
         "The hooked layer, after checking that it belongs to the model and that the loss can be read"
@@ -210,7 +234,7 @@ class GradCAMCallback(Callback):
         if self.keep_history and self.tracked_idxs and self.tracked_idxs[-1]>=n: raise IndexError(
             f"`track` has index {self.tracked_idxs[-1]}, but the validation set has {n} items: track indices below {n}.")
         self._fitting,self._epoch0 = True,(self.history[-1]['epoch']+1 if self.history else 0)-self.epoch
-        self._logging = self.keep_history and (self.log=='tensorboard' or any(type(cb).__name__=='TensorBoardCallback' for cb in self.learn.cbs))
+        self._logging = self.keep_history and rank_distrib()==0 and (self.log=='tensorboard' or any(type(cb).__name__=='TensorBoardCallback' for cb in self.learn.cbs))
 
     def _check_output(self, module, inputs, out):
         self._remove_hook()
@@ -222,11 +246,11 @@ class GradCAMCallback(Callback):
         "Start a capture, unless this pass is a `get_preds` or its `DataLoader` is shuffled"
         self._remove_hook(); self._reset_pass()
         if self.learn._grab_cbs(GatherPredsCallback): return
-        if getattr(self.dl, 'shuffle', False):
+        if getattr(unshard(self.dl), 'shuffle', False) is True:   # (a `DistributedDL` has no `shuffle` of its own)
             warnings.warn("GradCAMCallback skipped a shuffled DataLoader: its order does not give dataset indices. "
                           "Validate on `dl.new(shuffle=False)` to capture.")
             return
-        self._layer,self._active = self._check_setup(),True
+        self._layer,self._active,self._shard = self._check_setup(),True,shard_of(self.dl)
         self._recording = self._fitting and self.keep_history
         if self._recording: self._start_record()
 
@@ -264,17 +288,24 @@ class GradCAMCallback(Callback):
         if self._acts_version is not None and self._acts._version!=self._acts_version:
             self._copy_acts = self._inplace_seen = True    # an in-place op changed the layer's output: copy it from now on
         logits,targs = plain(self.pred).detach().float(),plain(self.yb[0]).detach()
-        per = item_losses(self.learn.loss_func, logits, targs)
+        first,n = self._first_index(),len(logits)
+        if self._shard is not None: n = max(0, min(n, self.dl.n-first))   # a shard's padding repeats items: drop it
+        per = item_losses(self.learn.loss_func, logits[:n], targs[:n])
         losses = per.mean(1)
-        start = self._keep_losses(losses)
-        top,tracked = self._top_rows(losses),self._tracked_rows(start, len(losses))
+        self._keep_losses(losses)
+        top,tracked = self._top_rows(losses),self._tracked_rows(first, n)
         rows = top if tracked is None else torch.cat([top, tracked])
         if len(rows):
-            b = dict(explain_targets(self.learn, logits[rows], targs[rows], per[rows]), idxs=rows+start,
+            b = dict(explain_targets(self.learn, logits[rows], targs[rows], per[rows]), idxs=rows+first,
                      acts=self._acts[rows], inputs=plain(self.xb[0]).detach()[rows])
             if len(top): self._kept = merge_top_k(self._kept, take_rows(b, slice(0, len(top))), self.k)
             if tracked is not None: self._tracked.append(take_rows(b, slice(len(top), None)))
         self._acts = None
+
+    def _first_index(self)->int:
+        "The dataset index of this batch's first item: its position in the pass, after the shards of the ranks before this one"
+        sh = self._shard
+        return self._seen + (0 if sh is None else sh.rank*(sh.n_padded//sh.world_size))
 
     def _top_rows(self, losses:Tensor)->Tensor:
         "The rows of a batch that can still enter the top k: at most `k`, each larger than the smallest kept loss"
@@ -304,28 +335,42 @@ class GradCAMCallback(Callback):
         "Publish the capture of a complete pass (the top-k items and their maps); in `fit`, record it in `history`"
         self._remove_hook()
         kept,complete = self._kept,self._active and not self._cancelled
-        if complete and kept is not None:
+        if complete and (kept is not None or self._shard is not None):
             self._clear_capture()
-            tracked = None
-            for t in self._tracked: tracked = t if tracked is None else cat_rows(tracked, t)
-            nk = len(kept['losses'])
-            maps = self._maps(kept if tracked is None else cat_rows(kept, tracked))
-            top = take_rows(maps, slice(0, nk))
-            res = dict(kept, maps=top, mean_maps=top['mean']['actual'], cam_actual=top['gradcam']['actual'],
-                       cam_pred=top['gradcam']['predicted'], all_losses=self._losses[:self._seen])
-            for n,v in res.items():
-                if n in _capture_names: setattr(self, n, to_cpu(v))
-            self.inputs = self.inputs.as_subclass(type(self.xb[0])) if isinstance(self.xb[0], Tensor) else self.inputs
-            self.captured_dl,self._fingerprint,self._model_id = self.learn.dl,state_fingerprint(self.learn.model),id(self.learn.model)
-            if self._recording: self._record(None if tracked is None else dict(tracked, maps=take_rows(maps, slice(nk, None))))
+            kept,tracked = self._explained(kept)
+            losses = self._losses[:self._seen] if self._losses is not None else torch.empty(0)
+            if self._shard is not None: kept,tracked,losses = gather_shards(kept, tracked, losses, self.k)
+            if kept is not None: self._publish(kept, tracked, losses)
         self._reset_pass()
+
+    def _explained(self, kept:dict|None)->tuple:
+        "The kept and tracked rows with their maps (one replay for both)"
+        tracked = None
+        for t in self._tracked: tracked = t if tracked is None else cat_rows(tracked, t)
+        if kept is None: return None,tracked
+        nk = len(kept['losses'])
+        maps = self._maps(kept if tracked is None else cat_rows(kept, tracked))
+        drop = lambda d: {n:v for n,v in d.items() if n!='acts'}
+        return (drop(dict(kept, maps=take_rows(maps, slice(0, nk)))),
+                None if tracked is None else drop(dict(tracked, maps=take_rows(maps, slice(nk, None)))))
+
+    def _publish(self, kept:dict, tracked:dict|None, losses:Tensor):
+        "Set the capture's names from `kept` and `losses`; in `fit`, record the pass"
+        top = kept['maps']
+        res = dict(kept, mean_maps=top['mean']['actual'], cam_actual=top['gradcam']['actual'],
+                   cam_pred=top['gradcam']['predicted'], all_losses=losses)
+        for n,v in res.items():
+            if n in _capture_names: setattr(self, n, to_cpu(v))
+        self.inputs = self.inputs.as_subclass(type(self.xb[0])) if isinstance(self.xb[0], Tensor) else self.inputs
+        self.captured_dl,self._fingerprint,self._model_id = unshard(self.learn.dl),state_fingerprint(self.explained_model),id(self.explained_model)
+        if self._recording: self._record(tracked)
 
     def _maps(self, kept)->dict:
         "The kept items' maps: replay the head on their activations if we can, else re-run their inputs, in float32"
-        head = None if self._rerun or self._inplace_seen else split_head(self.learn.model, self._layer)   # low precision or in-place: re-run
+        head = None if self._rerun or self._inplace_seen else split_head(self.explained_model, self._layer)   # low precision or in-place: re-run
         acts,logits = (replay_head(head, kept['acts']) if head is not None
-                       else forward_to_leaf(self.learn.model, kept['inputs'], self._layer))
-        r = Replay(acts, logits, self.learn.model, kept['inputs'], prediction_fns(self.learn.loss_func)[0])
+                       else forward_to_leaf(self.explained_model, kept['inputs'], self._layer))
+        r = Replay(acts, logits, self.explained_model, kept['inputs'], prediction_fns(self.learn.loss_func)[0])
         return explain_maps(r, kept, self.all_methods)
 
     def _record(self, tracked:dict|None):
@@ -336,7 +381,7 @@ class GradCAMCallback(Callback):
             tracked = take_rows(top, top['idxs'].argsort())
         tracked = None if tracked is None else to_cpu({n: tracked[n] for n in _history_names})
         self.history.append(dict(epoch=self._epoch0+self.epoch, n=len(self.dl.dataset), top=top, tracked=tracked))
-        self.history_dl = self.learn.dl
+        self.history_dl = unshard(self.learn.dl)
         if self._logging: self._log('log_pass')
 
     def _log(self, what:str):
@@ -357,8 +402,8 @@ class GradCAMCallback(Callback):
     @property
     def is_stale(self)->bool:
         "Whether the model has changed (trained, loaded, replaced) since the last capture"
-        return (self._fingerprint is None or self.learn is None or id(self.learn.model)!=self._model_id
-                or not same_fingerprint(state_fingerprint(self.learn.model), self._fingerprint))
+        return (self._fingerprint is None or self.learn is None or id(self.explained_model)!=self._model_id
+                or not same_fingerprint(state_fingerprint(self.explained_model), self._fingerprint))
 
     def check_fresh(self):
         "Raise a `ValueError` that says what to do when there is no capture of the model as it is now"

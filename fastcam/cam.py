@@ -12,11 +12,11 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['cam_methods', 'plain', 'default_layer', 'check_layer_arg', 'resolve_layer', 'check_feature_map', 'evaluating',
-           'layer_output', 'model_device', 'model_dtype', 'model_input', 'full_precision', 'mean_activation',
-           'as_targets', 'target_weights', 'forward_to_leaf', 'cam_method', 'mean_map', 'gradcam', 'hirescam',
-           'gradcam_pp', 'xgradcam', 'layercam', 'eigencam', 'random_map', 'gaussian_map', 'Replay', 'scorecam',
-           'check_methods', 'replay_maps', 'cam', 'grad_cam', 'grad_cams', 'split_head', 'replay_head']
+__all__ = ['cam_methods', 'plain', 'unwrap_model', 'default_layer', 'check_layer_arg', 'resolve_layer', 'check_feature_map',
+           'evaluating', 'layer_output', 'model_device', 'model_dtype', 'model_input', 'full_precision',
+           'mean_activation', 'as_targets', 'target_weights', 'forward_to_leaf', 'cam_method', 'mean_map', 'gradcam',
+           'hirescam', 'gradcam_pp', 'xgradcam', 'layercam', 'eigencam', 'random_map', 'gaussian_map', 'Replay',
+           'scorecam', 'check_methods', 'replay_maps', 'cam', 'grad_cam', 'grad_cams', 'split_head', 'replay_head']
 
 # %% ../nbs/00_cam.ipynb #fff98346
 def plain(t):
@@ -24,8 +24,13 @@ def plain(t):
     return t.as_subclass(Tensor) if isinstance(t, Tensor) and type(t) is not Tensor else t
 
 # %% ../nbs/00_cam.ipynb #27a70df0
+def unwrap_model(model:nn.Module)->nn.Module:
+    "The model inside a `DistributedDataParallel` or `DataParallel` wrapper (what `learn.distrib_ctx()` makes), else `model`"
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
 def default_layer(model:nn.Module)->nn.Module:
     "The layer fastcam hooks when none is given: `model[0]`, the body of a fastai `vision_learner` model"
+    model = unwrap_model(model)
     try: return model[0]
     except (TypeError, IndexError, KeyError, NotImplementedError, AttributeError): pass
     raise ValueError(f"`layer=None` means `model[0]`, but a {type(model).__name__} has no `[0]`. "
@@ -126,6 +131,7 @@ def target_weights(targets, n:int, n_classes:int, device=None)->Tensor:
 # %% ../nbs/00_cam.ipynb #223f560e
 def forward_to_leaf(model:nn.Module, x:Tensor, layer:nn.Module)->tuple:
     "Run `model` on `x` in eval mode with `layer`'s output made a leaf: `(acts, logits)`, ready for `Replay`"
+    model = unwrap_model(model)    # never run a `DistributedDataParallel` wrapper: its backward would wait for the other ranks
     with evaluating(model), full_precision(model), layer_output(layer, as_leaf=True) as o, torch.enable_grad():
         logits = model(model_input(model, x))
     if o.acts is None: raise ValueError(f"The layer {type(layer).__name__} did not run in the model's forward pass: "
@@ -295,6 +301,7 @@ def grad_cams(acts:Tensor, logits:Tensor, *targets)->list:
 # %% ../nbs/00_cam.ipynb #3e3a5c7c
 def split_head(model:nn.Module, layer:nn.Module)->nn.Module|None:
     "The rest of `model` when it is `Sequential(layer, *head)`, else `None`"
+    model = unwrap_model(model)
     if isinstance(model, nn.Sequential) and len(model)>1 and model[0] is layer: return model[1:]
 
 # %% ../nbs/00_cam.ipynb #91991d82
