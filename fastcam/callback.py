@@ -178,6 +178,7 @@ class GradCAMCallback(Callback):
         track=None, # Dataset indices of validation items recorded at every pass; `None`: the first recorded pass's top-k
         log:str|None=None, # 'tensorboard': write each pass's figure; `None`: do so when the learner has a `TensorBoardCallback`
         log_dir:str|None=None, # Where the TensorBoard events go; default: the `TensorBoardCallback`'s, else TensorBoard's default
+        reshape=None, # How the layer's output becomes `(n, c, h, w)` (e.g. `TokenGrid(prefix=1)`); default: from the model (see `auto_reshape`)
     ):
         if isinstance(k, bool) or not isinstance(k, int) or k<1:
             raise ValueError(f"`k` is how many of the largest losses to keep: a positive int, got {k!r}.")
@@ -197,7 +198,7 @@ class GradCAMCallback(Callback):
 
     def _reset_pass(self):
         self._active,self._hook,self._acts,self._kept,self._losses,self._seen,self._cancelled = False,None,None,None,None,0,False
-        self._rerun,self._inplace_seen,self._recording,self._track,self._tracked,self._shard = False,False,False,[],[],None
+        self._rerun,self._inplace_seen,self._recording,self._track,self._tracked,self._shard,self._reshape = False,False,False,[],[],None,None
 
     @property
     def explained_model(self)->nn.Module:
@@ -238,7 +239,7 @@ class GradCAMCallback(Callback):
 
     def _check_output(self, module, inputs, out):
         self._remove_hook()
-        if out is not None: check_feature_map(out, module)
+        if out is not None: resolve_reshape(self.explained_model, module, plain(out), self.reshape)
 
     def after_train(self): self._remove_hook()
 
@@ -269,7 +270,9 @@ class GradCAMCallback(Callback):
         "Keep the layer's output: a reference, or a copy once an in-place op after the layer has been seen"
         self._remove_hook()
         if out is None: return
-        out = check_feature_map(plain(out), module).detach()   # plain first: fastai's tensor subclasses make every op slower
+        out = plain(out)                                       # first: fastai's tensor subclasses make every op slower
+        if not self._seen: self._reshape = resolve_reshape(self.explained_model, module, out, self.reshape)
+        out = out.detach()
         copy = self._copy_acts or out.is_inference()
         self._acts,self._acts_version = (out.clone() if copy else out),(None if copy else out._version)
         if not self._seen: self._rerun = out.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled(out.device.type)
@@ -370,7 +373,7 @@ class GradCAMCallback(Callback):
         head = None if self._rerun or self._inplace_seen else split_head(self.explained_model, self._layer)   # low precision or in-place: re-run
         acts,logits = (replay_head(head, kept['acts']) if head is not None
                        else forward_to_leaf(self.explained_model, kept['inputs'], self._layer))
-        r = Replay(acts, logits, self.explained_model, kept['inputs'], prediction_fns(self.learn.loss_func)[0])
+        r = Replay(acts, logits, self.explained_model, kept['inputs'], prediction_fns(self.learn.loss_func)[0], self._reshape)
         return explain_maps(r, kept, self.all_methods)
 
     def _record(self, tracked:dict|None):
@@ -424,7 +427,7 @@ class GradCAMCallback(Callback):
         return {n:v for n,v in self.__dict__.items() if n not in skip}
 
     def __setstate__(self, state):
-        defaults = dict(methods=('gradcam',), keep_history=True, track=None, log=None, log_dir=None, tracked_idxs=None,
+        defaults = dict(methods=('gradcam',), keep_history=True, track=None, log=None, log_dir=None, tracked_idxs=None, reshape=None,
                         _copy_acts=False, _fitting=False, _logging=False)   # learners exported by earlier versions
         self.__dict__.update({**defaults, **state})
         self.history,self.history_dl,self._writer = [],None,None

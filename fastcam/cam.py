@@ -8,15 +8,17 @@ import warnings
 from contextlib import contextmanager
 from functools import partial
 from types import SimpleNamespace
+import math
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
 __all__ = ['cam_methods', 'plain', 'unwrap_model', 'default_layer', 'check_layer_arg', 'resolve_layer', 'check_feature_map',
-           'evaluating', 'layer_output', 'model_device', 'model_dtype', 'model_input', 'full_precision',
-           'mean_activation', 'as_targets', 'target_weights', 'forward_to_leaf', 'cam_method', 'mean_map', 'gradcam',
-           'hirescam', 'gradcam_pp', 'xgradcam', 'layercam', 'eigencam', 'random_map', 'gaussian_map', 'Replay',
-           'scorecam', 'check_methods', 'replay_maps', 'cam', 'grad_cam', 'grad_cams', 'split_head', 'replay_head']
+           'channels_last', 'TokenGrid', 'auto_reshape', 'resolve_reshape', 'feature_map', 'evaluating', 'layer_output',
+           'model_device', 'model_dtype', 'model_input', 'full_precision', 'mean_activation', 'as_targets',
+           'target_weights', 'forward_to_leaf', 'cam_method', 'mean_map', 'gradcam', 'hirescam', 'gradcam_pp',
+           'xgradcam', 'layercam', 'eigencam', 'random_map', 'gaussian_map', 'Replay', 'scorecam', 'check_methods',
+           'replay_maps', 'cam', 'grad_cam', 'grad_cams', 'split_head', 'replay_head']
 
 # %% ../nbs/00_cam.ipynb #fff98346
 def plain(t):
@@ -31,8 +33,13 @@ def unwrap_model(model:nn.Module)->nn.Module:
 def default_layer(model:nn.Module)->nn.Module:
     "The layer fastcam hooks when none is given: `model[0]`, the body of a fastai `vision_learner` model"
     model = unwrap_model(model)
-    try: return model[0]
-    except (TypeError, IndexError, KeyError, NotImplementedError, AttributeError): pass
+    try: body = model[0]
+    except (TypeError, IndexError, KeyError, NotImplementedError, AttributeError): body = None
+    if body is not None:
+        inner = getattr(body, 'model', None)    # a timm body that pools inside (ViT, DeiT): its last block's tokens
+        if type(body).__name__=='TimmBody' and not getattr(body, 'needs_pool', True) and hasattr(inner, 'blocks'):
+            return inner.blocks[-1].norm1
+        return body
     raise ValueError(f"`layer=None` means `model[0]`, but a {type(model).__name__} has no `[0]`. "
                      "Pass the convolutional module to explain, e.g. `layer=model.layer4`.")
 
@@ -60,6 +67,52 @@ def check_feature_map(out, layer:nn.Module)->Tensor:
                      f"{type(layer).__name__} returned {what}. Pass `layer=` a convolutional module "
                      "(for a `vision_learner` model, `model[0]`); tabular and text models have no such map.")
 
+# %% ../nbs/00_cam.ipynb #7a3e5b02
+def channels_last(t:Tensor)->Tensor:
+    "`(n, h, w, c)` as `(n, c, h, w)`"
+    return t.permute(0, 3, 1, 2)
+
+class TokenGrid:
+    "Tokens `(n, prefix + h*w, c)` as a map `(n, c, h, w)`: drop the `prefix` tokens, lay the rest on the `grid` (default: square)"
+    def __init__(self, prefix:int=0, grid:tuple|None=None): self.prefix,self.grid = prefix,(tuple(grid) if grid else None)
+    def __call__(self, t:Tensor)->Tensor:
+        n,k,c = t.shape
+        h,w = self.grid or (math.isqrt(k-self.prefix),)*2
+        if h*w!=k-self.prefix: raise ValueError(
+            f"{k} tokens minus {self.prefix} prefix token(s) can't be laid on a {h}x{w} grid: pass `reshape=TokenGrid(prefix, grid=(h, w))` "
+            "with the model's number of class/register tokens and its patch grid.")
+        return t[:, self.prefix:].reshape(n, h, w, c).permute(0, 3, 1, 2)
+    def __repr__(self): return f"TokenGrid(prefix={self.prefix}, grid={self.grid})"
+
+def _owner(model:nn.Module, layer:nn.Module, attr:str):
+    "The innermost module of `model` that contains `layer` and has `attr` (timm models say how their outputs are laid out)"
+    return next((m for m in reversed(list(unwrap_model(model).modules())) if hasattr(m, attr) and any(o is layer for o in m.modules())), None)
+
+def auto_reshape(model:nn.Module, layer:nn.Module, out:Tensor):
+    "How `layer`'s output `out` becomes `(n, c, h, w)`: `None` (it is), `channels_last`, a `TokenGrid`; else an error naming `reshape=`"
+    if out.ndim==4:
+        owner = _owner(model, layer, 'output_fmt')
+        return channels_last if str(getattr(owner, 'output_fmt', '')).upper().endswith('NHWC') else None
+    if out.ndim!=3: check_feature_map(out, layer)            # not a map, and not tokens: say what to hook instead
+    owner = _owner(model, layer, 'num_prefix_tokens')
+    if owner is not None:
+        return TokenGrid(owner.num_prefix_tokens, getattr(getattr(owner, 'patch_embed', None), 'grid_size', None))
+    raise ValueError(f"fastcam explains maps of shape (n, c, h, w), but the layer {type(layer).__name__} returned shape "
+                     f"{tuple(out.shape)}, and the model doesn't say how to lay it out. Pass `reshape=`, a function from this "
+                     "output to (n, c, h, w): e.g. `reshape=TokenGrid(prefix=1)` for transformer tokens after one class token, "
+                     "`reshape=channels_last` for (n, h, w, c); or pass `layer=` a convolutional module.")
+
+def resolve_reshape(model:nn.Module, layer:nn.Module, out:Tensor, reshape=None):
+    "`reshape`, or `auto_reshape`'s, checked to turn `out` into an `(n, c, h, w)` map"
+    if not isinstance(out, Tensor): check_feature_map(out, layer)
+    r = auto_reshape(model, layer, out) if reshape is None else reshape
+    feature_map(out, layer, r)
+    return r
+
+def feature_map(out:Tensor, layer:nn.Module, reshape=None)->Tensor:
+    "`out` as an `(n, c, h, w)` map (after `reshape`), or an error that says what to pass"
+    return check_feature_map(out if reshape is None else reshape(out), layer)
+
 # %% ../nbs/00_cam.ipynb #d69b6727
 @contextmanager
 def evaluating(model:nn.Module):
@@ -76,7 +129,8 @@ def layer_output(layer:nn.Module, as_leaf:bool=False):
     "Keep `layer`'s output as `.acts` of the yielded namespace; `as_leaf`: a leaf that gradients stop at"
     store = SimpleNamespace(acts=None)
     def hook(module, inputs, out):
-        a = plain(check_feature_map(out, layer)).detach()
+        if not isinstance(out, Tensor): check_feature_map(out, layer)    # says what is wrong
+        a = plain(out).detach()
         store.acts = a.requires_grad_() if as_leaf else a.clone()
         if as_leaf: return a.clone()
     handle = layer.register_forward_hook(hook)
@@ -102,11 +156,11 @@ def full_precision(model:nn.Module):
     return torch.autocast(model_device(model).type, enabled=False)
 
 # %% ../nbs/00_cam.ipynb #12b707fe
-def mean_activation(model:nn.Module, x:Tensor, layer:nn.Module|None=None)->Tensor:
+def mean_activation(model:nn.Module, x:Tensor, layer:nn.Module|None=None, reshape=None)->Tensor:
     "Channel mean of `layer`'s output for each image of `x`: `(n, h, w)`, not class-discriminative"
     layer = resolve_layer(model, layer)
     with evaluating(model), full_precision(model), layer_output(layer) as o, torch.no_grad(): model(model_input(model, x))
-    return o.acts.float().mean(1)
+    return feature_map(o.acts, layer, resolve_reshape(model, layer, o.acts, reshape)).float().mean(1)
 
 # %% ../nbs/00_cam.ipynb #801d03a1
 def as_targets(targets, n:int, n_classes:int, device=None)->Tensor:
@@ -216,11 +270,14 @@ def gaussian_map(acts):
 # %% ../nbs/00_cam.ipynb #8a0b351d
 class Replay:
     "What one replay gives every method: the layer's `acts` (a leaf), the `logits` computed from them, the `model` and its inputs `x`"
-    def __init__(self, acts:Tensor, logits:Tensor, model:nn.Module|None=None, x:Tensor|None=None, activation=None):
+    def __init__(self, acts:Tensor, logits:Tensor, model:nn.Module|None=None, x:Tensor|None=None, activation=None,
+                 reshape=None): # `reshape`: how the layer's raw output (the leaf `acts`) becomes `(n, c, h, w)`
         with torch.enable_grad(): logits = plain(logits)  # outside grad mode, `as_subclass` would cut the graph
         if logits.ndim!=2:
             raise ValueError(f"fastcam needs a classifier's logits of shape (n, classes), got {tuple(logits.shape)}.")
-        self.acts,self.logits,self.model,self.x = acts,logits,model,x
+        self.leaf,self.reshape = acts,reshape
+        self.acts = reshape(acts.detach()) if reshape is not None else acts
+        self.logits,self.model,self.x = logits,model,x
         self.activation,self._masked = activation or partial(F.softmax, dim=-1),None
 
     def grads(self, weights:Tensor)->Tensor:
@@ -229,9 +286,10 @@ class Replay:
         try:                                      # one backward for every set of targets ...
             with warnings.catch_warnings():
                 warnings.filterwarnings('ignore', message='There is a performance drop')
-                g = torch.autograd.grad(logits, self.acts, weights, retain_graph=True, is_grads_batched=True)[0]
+                g = torch.autograd.grad(logits, self.leaf, weights, retain_graph=True, is_grads_batched=True)[0]
         except RuntimeError:                      # ... or one each, for ops `vmap` can't batch
-            g = torch.stack([torch.autograd.grad(logits, self.acts, w, retain_graph=True)[0] for w in weights])
+            g = torch.stack([torch.autograd.grad(logits, self.leaf, w, retain_graph=True)[0] for w in weights])
+        if self.reshape is not None: g = torch.stack([self.reshape(o) for o in g])   # laid out as the acts: (t, n, c, h, w)
         return g.float()
 
     def masked_probs(self, chunk_elems:int=2**18)->Tensor:
@@ -283,15 +341,16 @@ def replay_maps(r:Replay, targets:dict, methods)->dict:
     return res
 
 # %% ../nbs/00_cam.ipynb #1b025e1f
-def cam(model:nn.Module, x:Tensor, targets, method='gradcam', layer:nn.Module|None=None)->Tensor|dict:
+def cam(model:nn.Module, x:Tensor, targets, method='gradcam', layer:nn.Module|None=None, reshape=None)->Tensor|dict:
     "Raw `(n, h, w)` maps of `method` for the images `x` and their classes `targets`; several methods: a dict of them"
-    acts,logits = forward_to_leaf(model, x, resolve_layer(model, layer))
-    maps = replay_maps(Replay(acts, logits, model, x), {'t': targets}, method)
+    layer = resolve_layer(model, layer)
+    acts,logits = forward_to_leaf(model, x, layer)
+    maps = replay_maps(Replay(acts, logits, model, x, reshape=resolve_reshape(model, layer, acts, reshape)), {'t': targets}, method)
     return maps[method]['t'] if isinstance(method, str) else {m: v['t'] for m,v in maps.items()}
 
-def grad_cam(model:nn.Module, x:Tensor, targets, layer:nn.Module|None=None)->Tensor:
+def grad_cam(model:nn.Module, x:Tensor, targets, layer:nn.Module|None=None, reshape=None)->Tensor:
     "Raw Grad-CAM `(n, h, w)` of `layer` (default `model[0]`) for each image of `x` and its class in `targets`"
-    return cam(model, x, targets, 'gradcam', layer)
+    return cam(model, x, targets, 'gradcam', layer, reshape)
 
 def grad_cams(acts:Tensor, logits:Tensor, *targets)->list:
     "One Grad-CAM `(n, h, w)` for each set of `targets`, from the leaf `acts` and the `logits` computed from it"

@@ -46,9 +46,12 @@ def explained_layer(learn, layer:nn.Module|None=None)->nn.Module:
 
 def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=())->dict:
     "The maps of `x` (mean activation, Grad-CAM and `methods`; actual, predicted, contrast), in one forward and a backward per target"
-    acts,logits = forward_to_leaf(learn.model, x, explained_layer(learn, layer))
+    layer = explained_layer(learn, layer)
+    acts,logits = forward_to_leaf(learn.model, x, layer)
     ex = explain_targets(learn, logits, targs)
-    r = Replay(acts, logits, learn.model, x, prediction_fns(learn.loss_func)[0])
+    cb = getattr(learn, 'grad_cam', None)
+    reshape = cb.reshape if isinstance(cb, GradCAMCallback) and cb.hooked_layer is layer else None
+    r = Replay(acts, logits, learn.model, x, prediction_fns(learn.loss_func)[0], resolve_reshape(learn.model, layer, acts, reshape))
     maps = to_cpu(explain_maps(r, ex, with_base_methods(methods)))
     return {**{n: ex[n].cpu() for n in _explained}, 'maps': maps, 'mean_maps': maps['mean']['actual'],
             'cam_actual': maps['gradcam']['actual'], 'cam_pred': maps['gradcam']['predicted']}
