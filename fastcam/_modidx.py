@@ -213,7 +213,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'fastcam.interpret._check_choice': ('interpret.html#_check_choice', 'fastcam/interpret.py'),
                                    'fastcam.interpret._item': ('interpret.html#_item', 'fastcam/interpret.py'),
                                    'fastcam.interpret._names': ('interpret.html#_names', 'fastcam/interpret.py'),
-                                   'fastcam.interpret._rows': ('interpret.html#_rows', 'fastcam/interpret.py'),
                                    'fastcam.interpret.captured_items': ('interpret.html#captured_items', 'fastcam/interpret.py'),
                                    'fastcam.interpret.check_cam_for': ('interpret.html#check_cam_for', 'fastcam/interpret.py'),
                                    'fastcam.interpret.check_classification': ( 'interpret.html#check_classification',

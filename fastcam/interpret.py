@@ -22,8 +22,6 @@ __all__ = ['tile_scorers', 'captured_items', 'explained_layer', 'compute_maps', 
 # %% ../nbs/02_interpret.ipynb #fc74c4fd
 _item_names = 'idxs losses targs decoded probs inputs maps mean_maps cam_actual cam_pred cam_actual_for cam_pred_for'.split()
 
-def _rows(v, rows): return {n: _rows(o, rows) for n,o in v.items()} if isinstance(v, dict) else v[rows]
-
 def captured_items(interp:Interpretation, idxs, methods=())->dict|None:
     "What `learn.grad_cam` captured for the items `idxs` of `interp.dl` (with `methods`), or `None` when it can't be used"
     cb = getattr(interp.learn, 'grad_cam', None)
@@ -33,7 +31,7 @@ def captured_items(interp:Interpretation, idxs, methods=())->dict|None:
     if not all(int(i) in pos for i in idxs): return None
     rows = torch.tensor([pos[int(i)] for i in idxs], dtype=torch.long)
     if not torch.allclose(cb.losses[rows], plain(interp.losses[idxs]).float().cpu(), rtol=1e-3, atol=1e-4): return None
-    return {n: _rows(getattr(cb, n), rows) for n in _item_names}
+    return take_rows({n: getattr(cb, n) for n in _item_names}, rows)
 
 # %% ../nbs/02_interpret.ipynb #e57bd968
 _explained = 'targs probs decoded cam_actual_for cam_pred_for'.split()
