@@ -13,12 +13,13 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['cam_methods', 'plain', 'unwrap_model', 'default_layer', 'check_layer_arg', 'resolve_layer', 'check_feature_map',
-           'channels_last', 'TokenGrid', 'auto_reshape', 'resolve_reshape', 'feature_map', 'evaluating', 'layer_output',
-           'model_device', 'model_dtype', 'model_input', 'full_precision', 'mean_activation', 'as_targets',
-           'target_weights', 'forward_to_leaf', 'cam_method', 'mean_map', 'gradcam', 'hirescam', 'gradcam_pp',
-           'xgradcam', 'layercam', 'eigencam', 'random_map', 'gaussian_map', 'Replay', 'scorecam', 'check_methods',
-           'replay_maps', 'cam', 'grad_cam', 'grad_cams', 'split_head', 'replay_head']
+__all__ = ['cam_methods', 'assumption_checks', 'plain', 'unwrap_model', 'is_compiled', 'default_layer', 'check_layer_arg',
+           'resolve_layer', 'check_feature_map', 'channels_last', 'TokenGrid', 'auto_reshape', 'resolve_reshape',
+           'feature_map', 'evaluating', 'layer_output', 'model_device', 'model_dtype', 'model_input', 'full_precision',
+           'mean_activation', 'as_targets', 'target_weights', 'forward_to_leaf', 'cam_method', 'mean_map', 'gradcam',
+           'hirescam', 'gradcam_pp', 'xgradcam', 'layercam', 'eigencam', 'random_map', 'gaussian_map', 'Replay',
+           'scorecam', 'broken_assumptions', 'check_methods', 'replay_maps', 'cam', 'grad_cam', 'grad_cams',
+           'split_head', 'replay_head', 'module_path', 'map_shape', 'layer_maps', 'fine_enough', 'pick_layer']
 
 # %% ../nbs/00_cam.ipynb #fff98346
 def plain(t):
@@ -27,8 +28,15 @@ def plain(t):
 
 # %% ../nbs/00_cam.ipynb #27a70df0
 def unwrap_model(model:nn.Module)->nn.Module:
-    "The model inside a `DistributedDataParallel` or `DataParallel` wrapper (what `learn.distrib_ctx()` makes), else `model`"
-    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+    "The model inside its `DistributedDataParallel`/`DataParallel` (`learn.distrib_ctx()`) and `torch.compile` wrappers, else `model`"
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module
+        elif is_compiled(model): model = model._orig_mod
+        else: return model
+
+def is_compiled(model:nn.Module)->bool:
+    "Whether `model` is `torch.compile`'s wrapper (an `OptimizedModule`): it runs a compiled graph, which ignores hooks added later"
+    return isinstance(getattr(model, '_orig_mod', None), nn.Module) and type(model).__name__=='OptimizedModule'
 
 def default_layer(model:nn.Module)->nn.Module:
     "The layer fastcam hooks when none is given: `model[0]`, the body of a fastai `vision_learner` model"
@@ -45,14 +53,14 @@ def default_layer(model:nn.Module)->nn.Module:
 
 # %% ../nbs/00_cam.ipynb #5e0c1a7d
 def check_layer_arg(layer):
-    "`layer` if it is `None` or a module, else a `TypeError` that says what to pass"
-    if layer is None or isinstance(layer, nn.Module): return layer
-    raise TypeError(f"`layer` must be a module of the model (e.g. `learn.model[0]` or `learn.model[0][-1]`), "
+    "`layer` if it is `None`, `'auto'` or a module, else a `TypeError` that says what to pass"
+    if layer is None or isinstance(layer, nn.Module) or (isinstance(layer, str) and layer=='auto'): return layer
+    raise TypeError(f"`layer` must be a module of the model (e.g. `learn.model[0]` or `learn.model[0][-1]`) or 'auto', "
                     f"not a {type(layer).__name__} ({layer!r}).")
 
 def resolve_layer(model:nn.Module, layer:nn.Module|None=None)->nn.Module:
-    "`layer`, checked to be one of `model`'s modules; `None` means `default_layer(model)`"
-    if check_layer_arg(layer) is None: return default_layer(model)
+    "`layer`, checked to be one of `model`'s modules; `None` (or 'auto', which needs inputs: see `pick_layer`) means `default_layer(model)`"
+    if check_layer_arg(layer) is None or isinstance(layer, str): return default_layer(model)
     if not any(m is layer for m in model.modules()):
         raise ValueError(f"`layer` ({type(layer).__name__}) is not a module of this model: pass one of the model's own "
                          "modules, e.g. `layer=learn.model[0]` (a model built again or copied has new modules).")
@@ -133,7 +141,7 @@ def layer_output(layer:nn.Module, as_leaf:bool=False):
         a = plain(out).detach()
         store.acts = a.requires_grad_() if as_leaf else a.clone()
         if as_leaf: return a.clone()
-    handle = layer.register_forward_hook(hook)
+    handle = layer.register_forward_hook(hook, prepend=True)   # first: hooks the model has (a U-Net's skips) see the leaf
     try: yield store
     finally: handle.remove()
 
@@ -176,11 +184,14 @@ def as_targets(targets, n:int, n_classes:int, device=None)->Tensor:
         raise ValueError(f"`targets` must be class indices in [0, {n_classes}) for this model, got {t.tolist()}.")
     return t.long()
 
-def target_weights(targets, n:int, n_classes:int, device=None)->Tensor:
-    "`(n, n_classes)` weights of the logits: one-hot rows for class indices, or `targets` itself when it is such weights"
-    if isinstance(targets, Tensor) and targets.is_floating_point() and targets.shape==(n, n_classes):
+def target_weights(targets, n:int, n_classes:int|tuple, device=None)->Tensor:
+    "Weights of the outputs `(n, *shape)`: one-hot rows for class indices, or `targets` itself when it is such weights"
+    shape = tuple(n_classes) if isinstance(n_classes, (tuple, list, torch.Size)) else (n_classes,)
+    if isinstance(targets, Tensor) and targets.is_floating_point() and tuple(targets.shape)==(n, *shape):
         return plain(targets).to(device, torch.float32)
-    return F.one_hot(as_targets(targets, n, n_classes, device), n_classes).float()
+    if len(shape)!=1: raise ValueError(f"A model whose output per item has shape {shape} needs weights of shape "
+                                       f"{(n, *shape)} (e.g. a mask of the pixels whose class to explain), not class indices.")
+    return F.one_hot(as_targets(targets, n, shape[0], device), shape[0]).float()
 
 # %% ../nbs/00_cam.ipynb #223f560e
 def forward_to_leaf(model:nn.Module, x:Tensor, layer:nn.Module)->tuple:
@@ -195,10 +206,10 @@ def forward_to_leaf(model:nn.Module, x:Tensor, layer:nn.Module)->tuple:
 # %% ../nbs/00_cam.ipynb #4ef805dd
 cam_methods = {}
 
-def cam_method(name:str, title:str|None=None, uses:str='grads'):
-    "Register the decorated function as method `name` (shown as `title`); `uses`: 'grads', 'acts' or 'model'"
+def cam_method(name:str, title:str|None=None, uses:str='grads', assumes:dict|None=None):
+    "Register the decorated function as method `name` (shown as `title`); `uses`: 'grads', 'acts' or 'model'; `assumes`: see `broken_assumptions`"
     def register(f):
-        f.title,f.uses = title or name,uses
+        f.title,f.uses,f.assumes = title or name,uses,(assumes or {})
         cam_methods[name] = f
         return f
     return register
@@ -226,13 +237,13 @@ def hirescam(acts, grads):
     "Draelos & Carin (2020): gradients times activations, position by position (no averaging over space)"
     return _weighted_sum(grads, acts)
 
-@cam_method('gradcam++', 'Grad-CAM++')
+@cam_method('gradcam++', 'Grad-CAM++', assumes={'nonneg': "its alpha divides by 2g² + (sum of A) g³, and the sum of A is ~0 when both signs cancel"})
 def gradcam_pp(acts, grads):
     "Chattopadhay et al. (2018), eq. 19: `alpha = g^2 / (2 g^2 + sum(A) g^3)`, weights `sum(alpha * ReLU(g))`"
     alpha_relu = F.relu(grads)/(2 + acts.sum((2,3), keepdim=True)*grads)   # alpha * ReLU(g), g^2 simplified away
     return _weighted_sum(alpha_relu.nan_to_num(0., 0., 0.).sum((2,3)), acts)      # 0 where eq. 19 divides by 0
 
-@cam_method('xgradcam', 'XGrad-CAM')
+@cam_method('xgradcam', 'XGrad-CAM', assumes={'nonneg': "its channel weights divide by each channel's sum of activations, ~0 when both signs cancel"})
 def xgradcam(acts, grads):
     "Fu et al. (2020): channel weights are the gradients averaged with the activations' own weights `A / sum(A)`"
     return _weighted_sum(_ratio((grads*acts).sum((2,3)), acts.sum((2,3))), acts)
@@ -273,15 +284,15 @@ class Replay:
     def __init__(self, acts:Tensor, logits:Tensor, model:nn.Module|None=None, x:Tensor|None=None, activation=None,
                  reshape=None): # `reshape`: how the layer's raw output (the leaf `acts`) becomes `(n, c, h, w)`
         with torch.enable_grad(): logits = plain(logits)  # outside grad mode, `as_subclass` would cut the graph
-        if logits.ndim!=2:
-            raise ValueError(f"fastcam needs a classifier's logits of shape (n, classes), got {tuple(logits.shape)}.")
+        if logits.ndim<2: raise ValueError(f"fastcam needs the model's outputs as (n, ...) (e.g. a classifier's "
+                                           f"logits (n, classes)), got shape {tuple(logits.shape)}.")
         self.leaf,self.reshape = acts,reshape
         self.acts = reshape(acts.detach()) if reshape is not None else acts
         self.logits,self.model,self.x = logits,model,x
         self.activation,self._masked = activation or partial(F.softmax, dim=-1),None
 
     def grads(self, weights:Tensor)->Tensor:
-        "Gradients with respect to `acts` of `(w * logits).sum()` for each `w` of `weights` `(t, n, classes)`: `(t, n, c, h, w)`"
+        "Gradients with respect to `acts` of `(w * logits).sum()` for each `w` of `weights` `(t, *logits.shape)`: `(t, n, c, h, w)`"
         with torch.enable_grad(): logits = self.logits.float()
         try:                                      # one backward for every set of targets ...
             with warnings.catch_warnings():
@@ -296,6 +307,9 @@ class Replay:
         "`(n, c, classes)`: the model's probabilities for the input masked by each channel (0 for constant channels)"
         if self._masked is not None: return self._masked
         if self.model is None or self.x is None: raise ValueError("Score-CAM runs the model on masked inputs: pass the model and its inputs.")
+        if self.logits.ndim!=2: raise ValueError(f"Score-CAM scores each masked input by the model's (n, classes) output, but this "
+                                                 f"model outputs {tuple(self.logits.shape[1:])} per item (segmentation): use a gradient "
+                                                 "method (Grad-CAM, HiResCAM, LayerCAM).")
         model,acts = self.model,self.acts.detach().float()
         x = model_input(model, self.x)
         n,c,h,w = acts.shape
@@ -317,6 +331,25 @@ def scorecam(r:Replay, acts:Tensor, weights:Tensor):
     p = r.masked_probs()
     return _weighted_sum((p.repeat(len(weights)//len(p), 1, 1)*weights[:, None]).sum(-1), acts)
 
+# %% ../nbs/00_cam.ipynb #1e01e943
+def _negative_share(acts:Tensor)->str|None:
+    "What breaks 'nonneg': the share of negative activations, or `None` when there is none"
+    share = (acts<0).float().mean().item()
+    return None if share==0 else f"{share:.0%} of this layer's activations are negative"
+
+assumption_checks = {'nonneg': ('non-negative activations', _negative_share)}
+
+def broken_assumptions(acts:Tensor, methods)->dict:
+    "`{method: why}` for each of `methods` whose assumption about the activations `acts` `(n, c, h, w)` fails here"
+    res = {}
+    for m in check_methods(methods):
+        for name,cost in cam_methods[m].assumes.items():
+            what,check = assumption_checks[name]
+            found = check(acts.detach())
+            if found: res[m] = (f"{cam_methods[m].title} assumes {what}, but {found}: {cost}, so rounding decides the map. "
+                                "Grad-CAM, HiResCAM and LayerCAM make no such assumption.")
+    return res
+
 # %% ../nbs/00_cam.ipynb #8a0b351e
 def check_methods(methods)->list:
     "`methods` (a name or several) as a list of known method names, or a `ValueError` that lists them"
@@ -329,8 +362,9 @@ def replay_maps(r:Replay, targets:dict, methods)->dict:
     "`{method: {name: (n, h, w) map}}` for each set of `targets` (`{name: classes or weights}`), all from one backward"
     fns = {m: cam_methods[m] for m in check_methods(methods)}
     acts,names = r.acts.detach().float(),list(targets)
-    n,n_classes = r.logits.shape
-    w = torch.stack([target_weights(targets[o], n, n_classes, r.logits.device) for o in names])   # (sets, n, classes)
+    for why in broken_assumptions(acts, fns).values(): warnings.warn(why, stacklevel=2)
+    n,shape = len(r.logits),r.logits.shape[1:]
+    w = torch.stack([target_weights(targets[o], n, shape, r.logits.device) for o in names])   # (sets, n, *outputs)
     uses,res = {f.uses for f in fns.values()},{}
     with torch.autocast(acts.device.type, enabled=False):          # float32 maps, even inside the caller's autocast
         g = r.grads(w).flatten(0, 1) if 'grads' in uses else None   # every set of targets stacked along the items
@@ -343,7 +377,7 @@ def replay_maps(r:Replay, targets:dict, methods)->dict:
 # %% ../nbs/00_cam.ipynb #1b025e1f
 def cam(model:nn.Module, x:Tensor, targets, method='gradcam', layer:nn.Module|None=None, reshape=None)->Tensor|dict:
     "Raw `(n, h, w)` maps of `method` for the images `x` and their classes `targets`; several methods: a dict of them"
-    layer = resolve_layer(model, layer)
+    layer = pick_layer(model, x) if isinstance(check_layer_arg(layer), str) else resolve_layer(model, layer)
     acts,logits = forward_to_leaf(model, x, layer)
     maps = replay_maps(Replay(acts, logits, model, x, reshape=resolve_reshape(model, layer, acts, reshape)), {'t': targets}, method)
     return maps[method]['t'] if isinstance(method, str) else {m: v['t'] for m,v in maps.items()}
@@ -368,3 +402,44 @@ def replay_head(head:nn.Module, acts:Tensor)->tuple:
     "Run `head` on stored layer outputs `acts` as a leaf: `(acts, logits)`, ready for `grad_cams`"
     a = model_input(head, acts).detach().requires_grad_()
     with evaluating(head), full_precision(head), torch.enable_grad(): return a, head(a.clone())
+
+# %% ../nbs/00_cam.ipynb #c0a1e7f2
+def module_path(model:nn.Module, layer:nn.Module)->str:
+    "How to reach `layer` from `model` in Python, e.g. `model[0][5]` (what to pass as `layer=`)"
+    name = next((n for n,m in unwrap_model(model).named_modules() if m is layer), None)
+    if name is None: return type(layer).__name__
+    return 'model' + ''.join(f"[{p}]" if p.isdigit() else f".{p}" for p in name.split('.') if p)
+
+def map_shape(model:nn.Module, layer:nn.Module, out)->tuple|None:
+    "`(h, w)` of `layer`'s output `out` laid out as a map (see `auto_reshape`), or `None` when it is not one"
+    try: return tuple(feature_map(out, layer, auto_reshape(model, layer, out)).shape[-2:])
+    except (ValueError, TypeError, RuntimeError): return None
+
+def layer_maps(model:nn.Module, x:Tensor, within:nn.Module|None=None)->list:
+    "`(module, (h, w))` of each module of `within` (default `model[0]`, itself included) that runs once in a forward of `x`, in the order they finish"
+    model = unwrap_model(model)
+    within,done,calls = within or default_layer(model),[],{}
+    def hook(m, i, o):
+        calls[m] = calls.get(m, 0)+1
+        if isinstance(o, Tensor) and o.ndim in (3, 4) and o.is_floating_point(): done.append((m, o))
+    hs = [m.register_forward_hook(hook) for m in within.modules()]
+    try:
+        with evaluating(model), full_precision(model), torch.no_grad(): model(model_input(model, x))
+    finally:
+        for h in hs: h.remove()
+    shapes = [(m, map_shape(model, m, o)) for m,o in done if calls[m]==1]
+    return [(m, s) for m,s in shapes if s is not None]
+
+def fine_enough(shape:tuple, min_size:int=7)->bool:
+    "Whether a map of `shape` `(h, w)` has at least `min_size` x `min_size` cells (a 6x10 map has 60: enough)"
+    return shape[0]*shape[1]>=min_size**2
+
+def pick_layer(model:nn.Module, x:Tensor, within:nn.Module|None=None, min_size:int=7)->nn.Module:
+    "The layer to explain for inputs like `x`: `within` (default `model[0]`) if its map is `fine_enough`, else its last module whose map is"
+    model = unwrap_model(model)
+    within = within or default_layer(model)
+    maps = layer_maps(model, x[:1], within)
+    own = next((s for m,s in maps if m is within), None)
+    if own is None or fine_enough(own, min_size): return within
+    fine = [m for m,s in maps if fine_enough(s, min_size)]
+    return fine[-1] if fine else within

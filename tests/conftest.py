@@ -9,6 +9,7 @@ warnings.filterwarnings('ignore', category=UserWarning)
 
 def digits_learner(cbs=None, n_train=320, n_valid=96, seed=0, bs=32):
     "A small CNN on digit scenes; the same seed gives the same learner"
+    set_seed(seed, reproducible=True)     # first: the DataLoaders draw their shuffling seed when they are made
     dls = digit_dls(n_train=n_train, n_valid=n_valid, seed=seed, bs=bs)
     set_seed(seed, reproducible=True)
     return Learner(dls, digit_cnn(dls.c), metrics=accuracy, cbs=cbs)

@@ -105,13 +105,14 @@ def test_stale_capture_is_refused_with_a_clear_message(trained, tmp_path):
     learn.grad_cam.interpretation()
     fit_quietly(learn, epochs=1, lr=1e-5)   # trains, then validates: fresh again
     learn.grad_cam.interpretation()
-    learn.path = tmp_path
-    learn.save('other')
+    other = digits_learner(seed=1)
+    other.path = learn.path = tmp_path
+    other.save('other')                     # weights no pass of `learn` has seen
     with torch.no_grad(): learn.model[1][-1].bias.add_(1.)
     with pytest.raises(ValueError, match='stale'): learn.grad_cam.interpretation()
     learn.validate()
     learn.grad_cam.interpretation()
-    learn.load('other')                     # loading counts as a change, as the message says
+    learn.load('other')                     # loading other weights counts as a change, as the message says
     with pytest.raises(ValueError, match='trained or been loaded'): learn.grad_cam.interpretation()
 
 def test_get_preds_does_not_replace_the_capture(trained):

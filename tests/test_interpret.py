@@ -12,7 +12,7 @@ def captions(fig, n): return [ax.get_title() for ax in fig.axes[:n]]
 
 def test_captions_show_the_probability_of_the_actual_class(trained, interp):
     fig = interp.plot_top_losses_cam(k=6)
-    assert fig._suptitle.get_text() == 'Prediction/Actual/Loss/Probability'
+    assert fig._suptitle.get_text().startswith('Predicted/Actual/Loss/Probability of the actual class\n')   # says whose probability
     cb,vocab = trained.grad_cam,trained.dls.vocab
     with torch.no_grad(): probs = torch.softmax(trained.model.eval()(cb.inputs[:6].as_subclass(torch.Tensor)), 1)
     for cap,p,t,l in zip(captions(fig, 6), probs, cb.targs[:6], cb.losses[:6]):

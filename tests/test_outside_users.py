@@ -41,7 +41,7 @@ def test_cross_entropy_loss_gives_softmax_probabilities_and_argmax_predictions(c
     probs = softmax_of(ce_learner, cb.inputs)
     fct.test_close(cb.probs, probs, eps=1e-4)
     fct.test_eq(cb.decoded, probs.argmax(1))
-    fct.test_close(cb.cam_pred, grad_cam(ce_learner.model, cb.inputs, probs.argmax(1)), eps=1e-3)
+    fct.test_close(cb.cam_pred, grad_cam(ce_learner.model, cb.inputs, probs.argmax(1), layer=cb.hooked_layer), eps=1e-3)
     fig = cb.interpretation().plot_top_losses_cam(k=5)
     vocab = ce_learner.dls.vocab
     for ax,p,t in zip(fig.axes, probs, cb.targs):

@@ -202,7 +202,6 @@ def test_tabular_learner_fails_before_training():
     with pytest.raises(ValueError, match='has no `\\[0\\]`|\\(n, c, h, w\\)'): fit_quietly(learn, epochs=1)
     assert not hooks_on(learn.model)
 
-def test_plot_on_a_regression_or_segmentation_interpretation_fails_clearly(trained):
-    seg = SegmentationInterpretation(trained, trained.dls.valid, trained.grad_cam.all_losses)
-    with pytest.raises(TypeError, match='ClassificationInterpretation.from_learner'): seg.plot_top_losses_cam()
-    with pytest.raises(TypeError, match='explains image classifiers'): seg.top_losses_table()
+def test_plot_on_something_else_than_an_interpretation_says_what_to_pass(trained):
+    from fastcam.plots import draw_items
+    with pytest.raises(TypeError, match='ClassificationInterpretation.from_learner'): top_loss_items(trained, 3)

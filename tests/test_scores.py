@@ -67,7 +67,8 @@ def test_cam_scores_one_row_per_item_and_method(trained, scores):
     cb = trained.grad_cam
     fct.test_eq(len(scores), 3*len(cam_methods))
     fct.test_eq(set(scores.method), set(cam_methods))
-    fct.test_eq(list(scores.columns), ['index', 'method', 'deletion', 'beats_random', 'insertion', 'avg_drop', 'increase', 'randomization'])
+    fct.test_eq(list(scores.columns), ['index', 'method', 'deletion', 'beats_random', 'insertion', 'avg_drop', 'increase', 'randomization',
+                                       'deletion_random', 'insertion_random', 'probability', 'measurable'])
     fct.test_eq(scores['index'].tolist()[:3], cb.idxs[:3].tolist())
     g = scores[scores.method == 'gradcam']
     model,x,t = trained.model,cb.inputs[:3],cb.cam_actual_for[:3]
@@ -80,7 +81,7 @@ def test_cam_scores_one_row_per_item_and_method(trained, scores):
 def test_bad_metric_cam_for_and_baseline_say_what_to_pass(trained):
     interp = trained.grad_cam.interpretation()
     with pytest.raises(ValueError, match="unknown metric.*'deletion'"): interp.cam_scores(k=2, metrics=['auc'])
-    with pytest.raises(ValueError, match="cam_for='actual' or 'predicted'"): interp.cam_scores(k=2, cam_for='contrast')
+    with pytest.raises(ValueError, match="cam_for='actual', 'predicted' or 'auto'"): interp.cam_scores(k=2, cam_for='contrast')
     model,x,t = items(trained, 2)
     with pytest.raises(ValueError, match="'blur', 'mean', 'zeros'"): deletion(model, x, cam(model, x, t), t, baseline='black')
     for b in ('mean', 'zeros', torch.zeros(1, 64, 64)): assert deletion(model, x, cam(model, x, t), t, steps=4, baseline=b).shape == (2,)
@@ -91,8 +92,8 @@ def test_tiles_show_their_score_and_a_map_no_better_than_random_is_flagged(train
     texts = [t.get_text() for ax in fig.axes[:2] for t in ax.texts]
     assert all('deletion AUC' in t for t in texts if t.startswith('Grad-CAM')), texts
     plt.close(fig)
-    fig = interp.plot_top_losses_cam(k=2, method='random', score='deletion')
-    for ax in fig.axes[:2]: assert any('no better than random' in t.get_text() for t in ax.texts)
+    fig = interp.plot_top_losses_cam(k=2, method='random', score='deletion', cam_for='predicted')
+    for ax in fig.axes[:2]: assert any('no better than random' in t.get_text() or 'not measurable' in t.get_text() for t in ax.texts)
     plt.close(fig)
     fig = interp.plot_top_losses_cam(k=2, score='insertion')
     assert any('insertion AUC' in t.get_text() for t in fig.axes[0].texts)
