@@ -51,7 +51,7 @@ class TimedGradCAM(GradCAMCallback):
 
 class RecordingGradCAM(TimedGradCAM):
     "`TimedGradCAM` that records every `validate()` in `history` with its tracked items, as it records the passes of `fit`"
-    def before_fit(self): self._fitting,self._epoch0,self._logging = True,0,False
+    def before_fit(self): self._fitting,self._epoch0,self._logger,self._checked,self._loss = True,0,None,True,self.learn.loss_func
 
 def history_bytes(cb, epochs=50)->float:
     "MB the history would hold after `epochs` recorded passes, from the size of the passes recorded so far"
@@ -167,7 +167,8 @@ def peak_rss_child(n, with_cb):
             "After every batch: bytes of every tensor the callback holds (its own accounting, free of allocator noise)"
             order = 90
             def after_batch(self):
-                ts = [cb._acts, cb._losses, *(cb._kept or {}).values()]
+                p = cb._pass
+                ts = [cb._acts] if p is None else [cb._acts, p.losses, *(p.kept or {}).values()]
                 held[0] = max(held[0], sum(t.numel()*t.element_size() for t in ts if isinstance(t, torch.Tensor)))
         learn.add_cbs([cb, Held()])
     with learn.no_bar(): learn.validate(dl=DataLoader(Noise(640), bs=64))   # warm up: allocator, kernels
@@ -347,11 +348,80 @@ def patterns_speed(learn, n=64, steps=10, size=64):
     loop = timed(lambda: [filter_patterns(model, layer, [c], size=size, steps=steps) for c in range(n)])
     return dict(batch_s=batch, loop_s=loop, n=n, steps=steps, size=size)
 
+# ---------------------------------------------------------------- 11-13. the layer explained, and the method picked
+def layer_setup(n_train=3000, n_valid=500, epochs=5, px=64):
+    "A ResNet-18 trained on the digit scenes at `px` pixels, well enough that its maps can be scored"
+    set_seed(0)
+    dls = digit_dls(n_train=n_train, n_valid=n_valid, seed=0, bs=64, item_tfms=Resize(px) if px!=64 else None)
+    set_seed(0)
+    learn = vision_learner(dls, resnet18, pretrained=False, n_in=1, metrics=accuracy)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, 3e-3)
+    return f'ResNet-18, {px} px', learn
+
+def layer_rows(name, learn, layers:dict)->list:
+    "11. Pointing game of Grad-CAM, Grad-CAM++ and LayerCAM at each of `layers`, on the correctly classified validation items"
+    from fastcam.demo import layer_pointing
+    df = layer_pointing(learn, learn.dls.valid, layers)
+    acc = float(learn.validate()[1]) if learn.metrics else float('nan')
+    rows = []
+    for (lname,path,size),g in df.groupby(['layer', 'path', 'map'], sort=False):
+        vals = ', '.join(f"{cam_methods[m].title} {v:.3f}" for m,v in zip(g.method, g.pointing))
+        rows.append((name, f"11. pointing game at {lname} = {path} ({size} maps), {int(g.n.iloc[0])} correct items (accuracy {acc:.3f})", vals, '-', 'report'))
+    return rows
+
+def finer_layer_cost(learn, reps)->dict:
+    "12. The callback's own time when it explains the picked finer layer (a re-run of the k items) / when it explains model[0] (a head replay)"
+    picked = validation_overhead(learn, reps, TimedGradCAM(k=9))
+    body = validation_overhead(learn, reps, TimedGradCAM(k=9, layer=learn.model[0]))
+    return dict(picked=picked, body=body)
+
+def auto_cost(learn, reps)->dict:
+    "13. method='auto' (rank_methods on the probes the callback kept) / validate()"
+    cb = GradCAMCallback(k=9)
+    learn.add_cb(cb); quiet_validate(learn)
+    interp = cb.interpretation()
+    off = min(timed(lambda: quiet_validate(learn)) for _ in range(reps))
+    rank = min(timed(lambda: interp.rank_methods()) for _ in range(max(1, reps//2)))
+    r = interp.rank_methods()
+    learn.remove_cb(cb)
+    return dict(validate_s=off, rank_s=rank, n=int(r.n.iloc[0]), best=r.index[0])
+
+def layers_table(quick:bool, reps:int)->list:
+    rows = []
+    name,learn = digit_setup(1000 if quick else 4000, epochs=3)
+    rows += layer_rows(name, learn, {'model[0]': learn.model[0], 'one stage earlier': learn.model[0][2]})
+    a = auto_cost(learn, reps)
+    rows.append((name, f"13. method='auto': rank_methods on {a['n']} probe items / validate() ({len(learn.dls.valid_ds)} items); picked {a['best']}", f"{a['rank_s']:.2f} s / {a['validate_s']:.2f} s", f"{a['rank_s']/a['validate_s']:.2f}x", 'report'))
+    name,learn = layer_setup(*( (1000, 250, 2) if quick else (3000, 500, 5) ))
+    body = learn.model[0]
+    rows += layer_rows(name, learn, {'model[0]': body, 'one stage earlier': body[6], 'the picked layer': pick_layer(learn.model, learn.dls.one_batch()[0][:1])})
+    c = finer_layer_cost(learn, reps)
+    for k,what in (('picked', 'the picked layer model[0][5] (8x8): re-run of the k items'), ('body', 'model[0] (2x2): head replay')):
+        v = c[k]
+        rows.append((name, f"12. (validate() + time spent in the callback) / validate(), explaining {what}", f"{v['own_s']*1000:.0f} ms / {v['without_s']:.2f} s", f"{v['own_ratio']:.3f}x", '<= 1.05x'))
+    a = auto_cost(learn, reps)
+    rows.append((name, f"13. method='auto': rank_methods on {a['n']} probe items / validate() ({len(learn.dls.valid_ds)} items); picked {a['best']}", f"{a['rank_s']:.2f} s / {a['validate_s']:.2f} s", f"{a['rank_s']/a['validate_s']:.2f}x", 'report'))
+    return rows
+
+def overhead_rows(name, learn, reps)->list:
+    "Rows 1 and 9 only: the callback's cost in validate(), without and with the history"
+    rows = []
+    v = validation_overhead(learn, reps)
+    rows.append((name, f"1. validate() with / without callback ({len(learn.dls.valid_ds)} items; runs without it vary by {v['spread']:.0%})", f"{v['with_s']:.2f} s / {v['without_s']:.2f} s", f"{v['ratio']:.3f}x", '<= 1.02x'))
+    rows.append((name, f'1. (validate() + time spent in the callback) / validate()', f"{v['own_s']*1000:.0f} ms / {v['without_s']:.2f} s", f"{v['own_ratio']:.3f}x", '<= 1.02x'))
+    n_valid = len(learn.dls.valid_ds)
+    v = validation_overhead(learn, reps, RecordingGradCAM(k=9, track=list(range(0, n_valid, n_valid//9))[:9]))
+    rows.append((name, f"9. validate() recorded in history, 9 tracked items, with / without callback", f"{v['with_s']:.2f} s / {v['without_s']:.2f} s", f"{v['ratio']:.3f}x", '<= 1.02x'))
+    rows.append((name, f"9. (validate() + time spent in the callback, history and 9 tracked items) / validate()", f"{v['own_s']*1000:.0f} ms / {v['without_s']:.2f} s", f"{v['own_ratio']:.3f}x", '<= 1.02x'))
+    rows.append((name, f"9. history held after 50 epochs (top-9 + 9 tracked items, maps of 2 methods x 3 targets, every item's loss)", f"{v['history_mb']:.2f} MB", '-', 'O(epochs x (k + n))'))
+    return rows
+
 # ---------------------------------------------------------------- the table
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help="smaller sets and fewer repeats")
-    p.add_argument('--only', choices=['digits', 'resnet', 'memory', 'methods', 'features'], help="run one part only ('methods': rows 6-8, 'features': row 10)")
+    p.add_argument('--only', choices=['digits', 'resnet', 'memory', 'methods', 'features', 'overhead', 'layers'],
+                   help="run one part only ('methods': rows 6-8, 'features': row 10, 'overhead': rows 1 and 9, 'layers': rows 11-13)")
     p.add_argument('--child-memory', nargs=2, type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child_memory:
@@ -362,6 +432,10 @@ def main():
           f"{'quick' if a.quick else 'full'} run\n")
     rows = []
     setups = dict(digits=lambda: digit_setup(n_digits), resnet=lambda: resnet_setup(n_resnet, 96 if a.quick else 128))
+    if a.only=='overhead':
+        for f in setups.values(): rows += overhead_rows(*f(), reps)
+    if a.only in (None, 'layers'): rows += layers_table(a.quick, reps)
+    if a.only in ('overhead', 'layers'): setups = {}
     for name,learn in (f() for n,f in setups.items() if a.only in (None, n, 'methods')):
         if a.only != 'methods': rows += core_rows(name, learn, reps)
         mr = methods_replay(learn, 9, reps)
@@ -373,12 +447,12 @@ def main():
         fs = scoring_speed(learn, 9)
         rows.append((name, f"8. deletion, insertion, avg drop, increase for the top-9 x {fs['methods']} methods (20 steps): loop per image and step / batched", f"{fs['loop_s']:.2f} s / {fs['ours_s']:.2f} s", f"{fs['loop_s']/fs['ours_s']:.2f}x faster", 'report'))
         rows.append((name, f"8. confidence change (image x map) for the top-9 x {fs['methods']} methods: pytorch-grad-cam's CamMultImageConfidenceChange / fastcam", f"{fs['conf_theirs_s']*1000:.1f} ms / {fs['conf_ours_s']*1000:.1f} ms", f"{fs['conf_theirs_s']/fs['conf_ours_s']:.2f}x faster", 'report'))
-    if a.only in (None, 'features'):
+    if a.only in (None, 'features') and setups:
         name,learn = resnet_setup(256, 64)
         fp = patterns_speed(learn, steps=5 if a.quick else 10)
         rows.append((name, f"10. filter_patterns, {fp['n']} channels of layer1 at {fp['size']} px, {fp['steps']} steps: one channel at a time / one batch", f"{fp['loop_s']:.2f} s / {fp['batch_s']:.2f} s", f"{fp['loop_s']/fp['batch_s']:.2f}x faster", 'report'))
     sizes = (2000, 20000) if not a.quick else (1000, 4000)
-    m = memory(sizes) if a.only in (None, 'memory') else None
+    m = memory(sizes) if a.only in (None, 'memory') and setups else None
     if m:
         for key,what in (('held', "peak of the callback's own tensors during validate()"),
                          ('heap', "peak heap in use (mallinfo2) during validate(), with minus without callback, median of 3"),

@@ -157,6 +157,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'fastcam.capture.TopK.rows': ('capture.html#topk.rows', 'fastcam/capture.py'),
                                  'fastcam.capture.TopK.top_rows': ('capture.html#topk.top_rows', 'fastcam/capture.py'),
                                  'fastcam.capture._rows_in': ('capture.html#_rows_in', 'fastcam/capture.py'),
+                                 'fastcam.capture._weighted_sum': ('capture.html#_weighted_sum', 'fastcam/capture.py'),
                                  'fastcam.capture.capture_maps': ('capture.html#capture_maps', 'fastcam/capture.py'),
                                  'fastcam.capture.cat_rows': ('capture.html#cat_rows', 'fastcam/capture.py'),
                                  'fastcam.capture.check_track': ('capture.html#check_track', 'fastcam/capture.py'),

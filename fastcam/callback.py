@@ -80,7 +80,7 @@ class GradCAMCallback(Callback):
     def layer_for(self, x=None)->nn.Module:
         "The module whose output is explained for inputs like `x` (default: the captured ones): `layer`, or one `pick_layer` finds"
         layer = self.capture_layer
-        if isinstance(self.layer, nn.Module) or not self.min_size: return layer
+        if isinstance(self.layer, nn.Module) or not self.min_size or self.reshape is not None: return layer   # `reshape=` reads `model[0]`
         if x is None: x = self.inputs
         return layer if x is None else auto_layer(self.explained_model, x[:1], layer, self.min_size)
 
@@ -163,7 +163,7 @@ def _check_first_batch(self:GradCAMCallback):
 def _check_output(self:GradCAMCallback, module, inputs, out):
     if out is not None: resolve_reshape(self.explained_model, module, plain(out), self.reshape)
 
-# %% ../nbs/07_callback.ipynb #57618423
+# %% ../nbs/07_callback.ipynb #e24b81aa
 @patch
 def before_validate(self:GradCAMCallback):
     "Start a capture, unless this pass is a `get_preds` or its `DataLoader` is shuffled"
@@ -173,8 +173,8 @@ def before_validate(self:GradCAMCallback):
         warnings.warn("GradCAMCallback skipped a shuffled DataLoader: its order does not give dataset indices. "
                       "Validate on `dl.new(shuffle=False)` to capture.")
         return
-    self._layer,self._active,self._shard = self.capture_layer,True,shard_of(self.dl)
-    prediction_fns(self.learn.loss_func)
+    self._layer,self._active,self._shard = None,True,shard_of(self.dl)       # the layer: picked on the first batch
+    self.capture_layer; prediction_fns(self.learn.loss_func)                  # a module of this model? a loss that can be read?
     n = len(unshard(self.dl).dataset)
     self._compiled,self._recording = _compiled(self.learn.model),self._fitting and self.keep_history
     track = [i for i in (self.tracked_idxs or []) if i<n] if self._recording else []
@@ -182,9 +182,13 @@ def before_validate(self:GradCAMCallback):
 
 @patch
 def before_batch(self:GradCAMCallback):
+    "Training: check the first batch. Validation: hook the layer explained (picked for the inputs' size on the first batch)"
     if self.training:
         if not self._checked: self._check_first_batch()
-    elif self._active and not self._compiled: self._hook(self._layer, self._keep_acts)
+        return
+    if not self._active: return
+    if self._layer is None: self._layer = self.layer_for(plain(self.xb[0])[:1])
+    if not self._compiled: self._hook(self._layer, self._keep_acts)
 
 @patch
 def _keep_acts(self:GradCAMCallback, module, inputs, out):
@@ -236,7 +240,7 @@ def _first_index(self:GradCAMCallback)->int:
 @patch
 def after_cancel_validate(self:GradCAMCallback): self._cancelled = True
 
-# %% ../nbs/07_callback.ipynb #e6800e0f
+# %% ../nbs/07_callback.ipynb #28293ce6
 @patch
 def after_validate(self:GradCAMCallback):
     "Publish the capture of a complete pass (the top-k items and their maps); in `fit`, record it in `history`"
@@ -260,10 +264,10 @@ def _explain(self:GradCAMCallback, parts:dict)->dict:
     "Give the kept and tracked rows their maps (one replay for both); returns what the maps are of"
     top,tracked,nk = parts['top'],parts['tracked'],len(parts['top']['losses'])
     rows = top if tracked is None else cat_rows(top, tracked)
-    model,layer = self.explained_model,self.layer_for(rows['inputs'])
-    replay = layer is self._layer and not (self._rerun or self._inplace_seen or self._compiled)
+    model,layer = self.explained_model,self._layer
+    replay = not (self._rerun or self._inplace_seen or self._compiled)         # else: low precision, in-place ops, or no hook
     maps,notes = capture_maps(model, rows, layer, self.all_methods, self._task, prediction_fns(self.learn.loss_func)[0],
-                              self.reshape if layer is self._layer else None, split_head(model, layer) if replay else None)
+                              self.reshape if layer is self.capture_layer else None, split_head(model, layer) if replay else None)
     drop = lambda d: None if d is None else {n:v for n,v in d.items() if n!='acts'}
     parts['top'] = drop(dict(top, maps=take_rows(maps, slice(0, nk))))
     if tracked is not None: parts['tracked'] = drop(dict(tracked, maps=take_rows(maps, slice(nk, None))))

@@ -331,7 +331,7 @@ def scorecam(r:Replay, acts:Tensor, weights:Tensor):
     p = r.masked_probs()
     return _weighted_sum((p.repeat(len(weights)//len(p), 1, 1)*weights[:, None]).sum(-1), acts)
 
-# %% ../nbs/00_cam.ipynb #1e01e943
+# %% ../nbs/00_cam.ipynb #8a0b351d
 def _negative_share(acts:Tensor)->str|None:
     "What breaks 'nonneg': the share of negative activations, or `None` when there is none"
     share = (acts<0).float().mean().item()
@@ -393,9 +393,14 @@ def grad_cams(acts:Tensor, logits:Tensor, *targets)->list:
 
 # %% ../nbs/00_cam.ipynb #3e3a5c7c
 def split_head(model:nn.Module, layer:nn.Module)->nn.Module|None:
-    "The rest of `model` when it is `Sequential(layer, *head)`, else `None`"
+    "The rest of `model` after `layer` when `model` is a `Sequential` (of `Sequential`s) that runs `layer`, then the rest, in order; else `None`"
     model = unwrap_model(model)
-    if isinstance(model, nn.Sequential) and len(model)>1 and model[0] is layer: return model[1:]
+    if type(model) is not nn.Sequential: return None
+    for i,m in enumerate(model):
+        if m is layer: return model[i+1:] if i+1<len(model) else None
+        if type(m) is nn.Sequential and any(o is layer for o in m.modules()):
+            inner = split_head(m, layer) if m[-1] is not layer else nn.Sequential()
+            return None if inner is None else nn.Sequential(inner, *model[i+1:])
 
 # %% ../nbs/00_cam.ipynb #91991d82
 def replay_head(head:nn.Module, acts:Tensor)->tuple:

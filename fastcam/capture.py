@@ -33,11 +33,11 @@ def merge_top_k(kept:dict|None, new:dict, k:int)->dict:
     if kept is not None: new = cat_rows(kept, new)
     return take_rows(new, new['losses'].topk(min(k, len(new['losses']))).indices)
 
-# %% ../nbs/02_capture.ipynb #156672f0
-def _rows_in(idxs:list, start:int, n:int, device)->Tensor:
-    "The rows of a batch (items `start` to `start+n`) whose dataset index is in the sorted list `idxs`"
+# %% ../nbs/02_capture.ipynb #0fe3f991
+def _rows_in(idxs:list, start:int, n:int, device)->Tensor|None:
+    "The rows of a batch (items `start` to `start+n`) whose dataset index is in the sorted list `idxs`, or `None`"
     lo,hi = bisect_left(idxs, start),bisect_left(idxs, start+n)
-    return torch.tensor(idxs[lo:hi], dtype=torch.long, device=device)-start
+    return None if lo==hi else torch.tensor(idxs[lo:hi], dtype=torch.long, device=device)-start
 
 class TopK:
     "A pass's streaming top `k`: the rows with the largest losses, the rows of `track`ed and `probe` items, and every item's loss"
@@ -49,16 +49,18 @@ class TopK:
         "Add a batch's `losses` (its items are `start`..`start+n` of the dataset): keep them, and `rows_of(rows)` for the rows worth keeping"
         self._keep_losses(losses)
         n,dev = len(losses),losses.device
-        parts = [self.top_rows(losses), _rows_in(self.track, start, n, dev), _rows_in(self.probe, start, n, dev)]
+        top,tracked,probed = self.top_rows(losses),_rows_in(self.track, start, n, dev),_rows_in(self.probe, start, n, dev)
+        if tracked is None and probed is None:      # the usual batch: at most the few rows that enter the top k
+            if len(top): self.kept = merge_top_k(self.kept, dict(rows_of(top), idxs=top+start), self.k)
+            return
+        parts = [o for o in (top, tracked, probed) if o is not None]
         rows = torch.cat(parts)
-        if not len(rows): return
-        b,ends = dict(rows_of(rows), idxs=rows+start),torch.tensor([len(p) for p in parts]).cumsum(0).tolist()
-        top,tracked,probed = (take_rows(b, slice(a, e)) for a,e in zip([0, *ends[:2]], ends))
-        if len(parts[0]): self.kept = merge_top_k(self.kept, top, self.k)
-        if len(parts[1]): self.tracked.append(tracked)
-        if len(parts[2]):
-            if self.probe_keep is not None: probed = take_rows(probed, self.probe_keep(probed))
-            self.probed.append(probed)
+        b,ends = dict(rows_of(rows), idxs=rows+start),[len(top), len(top)+(0 if tracked is None else len(tracked)), len(rows)]
+        if len(top): self.kept = merge_top_k(self.kept, take_rows(b, slice(0, ends[0])), self.k)
+        if tracked is not None: self.tracked.append(take_rows(b, slice(ends[0], ends[1])))
+        if probed is not None:
+            probed = take_rows(b, slice(ends[1], ends[2]))
+            self.probed.append(take_rows(probed, self.probe_keep(probed)) if self.probe_keep is not None else probed)
 
     def top_rows(self, losses:Tensor)->Tensor:
         "The rows of a batch that can still enter the top `k`: at most `k`, each larger than the smallest loss kept"
@@ -119,12 +121,22 @@ class Capture:
     def __repr__(self): return f"Capture({len(self.rows['idxs'])} items of {len(self.all_losses)}, {self.task}, {self.layer} {self.map_size})"
 
 # %% ../nbs/02_capture.ipynb #0d246486
+_position_weights = {}   # device -> 2**16 weights, 1 to 97 by position
+
+def _weighted_sum(t:Tensor)->Tensor:
+    "The sum of `t`'s values weighted by their position (modulo 2**16): swapping two values changes it"
+    f = t.detach().flatten().float()
+    w = _position_weights.get(f.device)
+    if w is None: w = _position_weights[f.device] = torch.arange(2**16, device=f.device).remainder(97).float()+1
+    n = len(f)//2**16*2**16
+    head = (f[:n].view(-1, 2**16) @ w).sum(dtype=torch.float64) if n else torch.zeros((), dtype=torch.float64, device=f.device)
+    return head + (f[n:] @ w[:len(f)-n]).double()
+
 def state_fingerprint(model:nn.Module)->Tensor:
-    "Two float64 sums (plain, and weighted by position) of every floating weight and buffer: equal when the weights are"
+    "Two sums (plain, and weighted by position) of every floating weight and buffer: equal when the weights are"
     with torch.no_grad():
         ts = [t.detach() for t in unwrap_model(model).state_dict(keep_vars=True).values() if t.is_floating_point()]
-        pos = lambda t: torch.arange(1, t.numel()+1, device=t.device, dtype=torch.float64).remainder_(97)
-        return torch.stack([torch.stack([t.double().sum(), (t.double().flatten()*pos(t)).sum()]) for t in ts]).cpu() if ts else torch.zeros(0)
+        return torch.stack([torch.stack([t.sum(dtype=torch.float64), _weighted_sum(t)]) for t in ts]).cpu() if ts else torch.zeros(0)
 
 def same_fingerprint(a:Tensor|None, b:Tensor|None)->bool:
     "Whether two `state_fingerprint`s are of the same weights"
