@@ -1,25 +1,27 @@
 "mkdocs hook: the site is built from the notebooks, as nbdev would show them (Quarto, nbdev's own route, can't be installed here)."
-import json, re, shutil
+import json, re
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
 DIRECTIVE = re.compile(r'^#\|\s*(\S+)')
 
-def _show(cell)->bool:
-    "Whether a cell belongs on the page: nbdev's `#| hide` cells (tests) and `#| default_exp` don't"
-    flags = [m.group(1) for l in cell['source'] if (m := DIRECTIVE.match(l))]
-    return not ({'hide', 'default_exp', 'eval:'} & set(flags))
+def _flags(cell)->set: return {m.group(1) for l in cell['source'] if (m := DIRECTIVE.match(l))}
 
 def _clean(cell):
-    "The cell without its nbdev directives (`#| export`, ...)"
+    "The cell without its nbdev directives (`#| export`, ...); nbdev's `#| hide` cells (tests) run but are not shown"
+    if {'hide', 'default_exp'} & _flags(cell): cell.setdefault('metadata', {})['tags'] = ['remove_cell']
     cell['source'] = [l for l in cell['source'] if not DIRECTIVE.match(l)]
     if cell['source']: cell['source'][-1] = cell['source'][-1].rstrip('\n')
     return cell
 
 def process(nb:Path, dest:Path):
-    "Write `nb` as the docs show it: directives stripped, hidden cells left out"
+    "Write `nb` as the docs show it: directives stripped, hidden cells run but not shown, `#| eval: false` cells left out"
     d = json.loads(nb.read_text())
-    d['cells'] = [_clean(c) for c in d['cells'] if _show(c)]
+    d['cells'] = [_clean(c) for c in d['cells'] if 'eval:' not in _flags(c)]
+    quiet = dict(cell_type='code', execution_count=None, outputs=[], metadata={'tags': ['remove_cell']},
+                 source=["import warnings; warnings.filterwarnings('ignore', category=FutureWarning); "
+                         "warnings.filterwarnings('ignore', message='IProgress not found')"])
+    d['cells'].insert(0, quiet)                 # library import noise (torch.jit, tqdm) is not part of the page
     dest.write_text(json.dumps(d, indent=1))
 
 def _flat(nav):
@@ -30,12 +32,9 @@ def _flat(nav):
         else: yield item
 
 def on_pre_build(config, **kwargs):
-    "Fill `docs_dir` with the processed notebooks, the hand-written pages and the figures"
+    "Write the processed notebooks of the nav into `docs_dir`, next to the hand-written pages (they are git-ignored there)"
     out = Path(config['docs_dir'])
-    if out.exists(): shutil.rmtree(out)
-    out.mkdir(parents=True)
-    pages = {p for item in _flat(config['nav']) for p in [item] if str(p).endswith('.ipynb')}
+    for old in out.glob('*.ipynb'): old.unlink()
+    pages = {p for p in _flat(config['nav']) if str(p).endswith('.ipynb')}
     for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
         if nb.name in pages: process(nb, out/nb.name)
-    for f in (ROOT/'docs').iterdir():
-        if f.suffix in ('.md', '.png', '.css'): shutil.copy(f, out/f.name)

@@ -399,8 +399,8 @@ def split_head(model:nn.Module, layer:nn.Module)->nn.Module|None:
     for i,m in enumerate(model):
         if m is layer: return model[i+1:] if i+1<len(model) else None
         if type(m) is nn.Sequential and any(o is layer for o in m.modules()):
-            inner = split_head(m, layer) if m[-1] is not layer else nn.Sequential()
-            return None if inner is None else nn.Sequential(inner, *model[i+1:])
+            inner,rest = (split_head(m, layer) if m[-1] is not layer else nn.Sequential()),model[i+1:]
+            return None if inner is None or not (len(inner) or len(rest)) else nn.Sequential(inner, *rest)
 
 # %% ../nbs/00_cam.ipynb #91991d82
 def replay_head(head:nn.Module, acts:Tensor)->tuple:

@@ -17,9 +17,10 @@ from .plots import tile_scorers, method_pickers, check_cam_for, fmt_prob, class_
 
 # %% auto #0
 __all__ = ['score_metrics', 'better', 'auto_candidates', 'map_peaks', 'points_at', 'pointing_game', 'class_discrimination',
-           'progress', 'upsample_maps', 'blur', 'baseline_image', 'class_probs', 'perturbation_curves', 'curve_auc',
-           'deletion', 'insertion', 'confidence_change', 'average_drop', 'increase_in_confidence', 'spearman',
-           'cascade_layers', 'randomization_test', 'faithfulness', 'tile_notes', 'probe_items', 'pick_method']
+           'interactive', 'progress', 'upsample_maps', 'blur', 'baseline_image', 'class_probs', 'perturbation_curves',
+           'curve_auc', 'deletion', 'insertion', 'confidence_change', 'average_drop', 'increase_in_confidence',
+           'spearman', 'cascade_layers', 'randomization_test', 'faithfulness', 'tile_notes', 'probe_items',
+           'pick_method']
 
 # %% ../nbs/08_metrics.ipynb #22b4def5
 def map_peaks(maps:torch.Tensor, img_size:tuple)->torch.Tensor:
@@ -48,12 +49,16 @@ def class_discrimination(maps_a:torch.Tensor, maps_b:torch.Tensor, boxes_a:list,
     hits = torch.cat([points_at(maps_a, boxes_a, img_size), points_at(maps_b, boxes_b, img_size)])
     return hits.float().mean().item()
 
-# %% ../nbs/08_metrics.ipynb #3fde7afd
+# %% ../nbs/08_metrics.ipynb #07267581
+def interactive()->bool:
+    "Whether output goes to a person (a notebook or a terminal) rather than to a file or a pipe"
+    import sys, fastprogress.fastprogress as fpp
+    return fpp.IN_NOTEBOOK or sys.stdout.isatty()
+
 def progress(items, total:int, what:str):
     "`items`, with fastprogress's bar in a notebook or a terminal, else (output piped to a file) a few plain lines"
-    import sys
-    from fastprogress.fastprogress import progress_bar, IN_NOTEBOOK
-    if IN_NOTEBOOK or sys.stdout.isatty(): yield from progress_bar(items, total=total, comment=what, leave=False); return
+    from fastprogress.fastprogress import progress_bar
+    if interactive(): yield from progress_bar(items, total=total, comment=what, leave=False); return
     marks = {max(1, round(total*f/4)) for f in range(1, 5)} if total else set()
     for i,o in enumerate(items, 1):
         yield o

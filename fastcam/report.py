@@ -25,8 +25,8 @@ from .metrics import *
 # %% auto #0
 __all__ = ['image_array', 'overlay_array', 'png_uri', 'figure_uri', 'html_table', 'fastcam_version', 'versions', 'report_facts',
            'mask_array', 'gallery_html', 'UsageError', 'writable_dir', 'output_dir', 'save_figure', 'write_report',
-           'interactive', 'PlainProgress', 'progress_cbs', 'load_classifier', 'report_folder', 'labelled_files',
-           'unreadable', 'labelled_dl', 'validate_with_progress', 'validate_readable', 'report_on_folder']
+           'PlainProgress', 'progress_cbs', 'load_classifier', 'report_folder', 'labelled_files', 'unreadable',
+           'labelled_dl', 'validate_with_progress', 'validate_readable', 'report_on_folder']
 
 # %% ../nbs/11_report.ipynb #f3ba92a6
 def image_array(img)->np.ndarray:
@@ -273,12 +273,7 @@ def write_report(interp, out:Path, k:int, largest:bool=True, **plot_kw)->tuple:
     interp.top_losses_table(k, largest).to_csv(out/f'{name}.csv', index=False)
     return png,out/f'{name}.csv'
 
-# %% ../nbs/11_report.ipynb #8946637a
-def interactive()->bool:
-    "Whether output goes to a person (a terminal or a notebook) rather than to a file or a pipe"
-    from fastprogress.fastprogress import IN_NOTEBOOK
-    return IN_NOTEBOOK or sys.stdout.isatty()
-
+# %% ../nbs/11_report.ipynb #e05bb1e9
 class PlainProgress(Callback):
     "Training progress as plain lines, a header and one line per epoch, for output that is not a terminal"
     order = 61

@@ -154,3 +154,23 @@ def test_report_shows_progress_and_the_smallest_losses(demo_out, tmp_path):
     top,low = pd.read_csv(tmp_path/'o'/'top_losses.csv'),pd.read_csv(tmp_path/'o'/'smallest_losses.csv')
     assert (tmp_path/'o'/'smallest_losses.png').exists() and len(low) == 3
     assert (low.loss.diff().dropna() >= 0).all() and low.loss.max() <= top.loss.min()
+
+def test_report_never_overwrites_the_demo_results(demo_out, tmp_path):
+    import shutil
+    out = shutil.copytree(demo_out[0], tmp_path/'fastcam-out')          # the demo's folder, as `fastcam demo` left it
+    before = (out/'top_losses.csv').read_text()
+    valid = demo_folder(demo_out[1])
+    check_error(*fastcam('report', out/'model.pkl', valid, '--k', 3, '--out', out), 'results of `fastcam demo`', '--out', '--force')
+    assert (out/'top_losses.csv').read_text() == before
+    code,txt = fastcam('report', out/'model.pkl', valid, '--k', 3, '--out', out, '--force')
+    assert code == 0 and len(pd.read_csv(out/'top_losses.csv')) == 3, txt
+    code,txt = fastcam('report', out/'model.pkl', valid, '--k', 2, '--out', out)   # its own results: replaced
+    assert code == 0 and len(pd.read_csv(out/'top_losses.csv')) == 2, txt
+
+def test_piped_demo_output_is_a_few_plain_lines_with_layer_method_and_versions(demo_out):
+    import re
+    txt = demo_out[1]
+    assert '\r' not in txt and '█' not in txt and len(txt.splitlines()) < 90, txt
+    assert 'epoch  train_loss  valid_loss  accuracy  time' in txt                # a header, then one line per epoch
+    assert 'Maps of model[0] (8x8)' in txt and "method='auto' picked" in txt
+    assert re.search(r'Made with fastcam \S+, fastai \S+, torch \S+, Python \S+', txt) and re.search(r'Took \d+ s', txt)
