@@ -5,6 +5,7 @@
 # %% ../nbs/07_callback.ipynb #ca95313e
 from __future__ import annotations
 import warnings
+from types import SimpleNamespace
 import torch, torch.nn as nn
 from torch import Tensor
 from fastcore.basics import store_attr, patch
@@ -64,8 +65,9 @@ class GradCAMCallback(Callback):
         for n in _capture_names: setattr(self, n, None)
 
     def _reset_pass(self):
-        self._active,self._acts,self._pass,self._cancelled,self._shard,self._task = False,None,None,False,None,None
-        self._rerun,self._inplace_seen,self._recording = False,False,False
+        "The state of one pass, in a namespace of its own (setting a `Callback`'s attributes costs a lookup in the `Learner`)"
+        self._p = SimpleNamespace(active=False, acts=None, acts_version=None, topk=None, cancelled=False, shard=None, task=None,
+                                  rerun=False, inplace_seen=False, recording=False, compiled=False, layer=None)
 
     @property
     def explained_model(self)->nn.Module:
@@ -107,7 +109,7 @@ class GradCAMCallback(Callback):
             if old is not None: value.tracked_idxs,value.dl,value.task = old.tracked_idxs,old.dl,old.task
         super().__setattr__(name, value)
 
-# %% ../nbs/07_callback.ipynb #0e1e384d
+# %% ../nbs/07_callback.ipynb #b42acaa6
 @patch
 def _hook(self:GradCAMCallback, layer:nn.Module, fn, at_end=None):
     "Hook `fn` on `layer` for the next forward only, and on the whole model a hook that removes both when it ends (then calls `at_end(out)`)"
@@ -115,12 +117,11 @@ def _hook(self:GradCAMCallback, layer:nn.Module, fn, at_end=None):
         self._remove_hooks()
         if at_end is not None and out is not None: at_end(out)
     self._remove_hooks()
-    self._hooks = [layer.register_forward_hook(fn, always_call=True), self.learn.model.register_forward_hook(end, always_call=True)]
+    self._hooks.extend([layer.register_forward_hook(fn, always_call=True), self.learn.model.register_forward_hook(end, always_call=True)])
 
 @patch
 def _remove_hooks(self:GradCAMCallback):
-    for h in self._hooks: h.remove()
-    self._hooks = []
+    while self._hooks: self._hooks.pop().remove()
 
 # %% ../nbs/07_callback.ipynb #4a3af064
 @patch
@@ -163,7 +164,7 @@ def _check_first_batch(self:GradCAMCallback):
 def _check_output(self:GradCAMCallback, module, inputs, out):
     if out is not None: resolve_reshape(self.explained_model, module, plain(out), self.reshape)
 
-# %% ../nbs/07_callback.ipynb #e24b81aa
+# %% ../nbs/07_callback.ipynb #1fb785f3
 @patch
 def before_validate(self:GradCAMCallback):
     "Start a capture, unless this pass is a `get_preds` or its `DataLoader` is shuffled"
@@ -173,12 +174,12 @@ def before_validate(self:GradCAMCallback):
         warnings.warn("GradCAMCallback skipped a shuffled DataLoader: its order does not give dataset indices. "
                       "Validate on `dl.new(shuffle=False)` to capture.")
         return
-    self._layer,self._active,self._shard = None,True,shard_of(self.dl)       # the layer: picked on the first batch
+    self._p.layer,self._p.active,self._p.shard = None,True,shard_of(self.dl)       # the layer: picked on the first batch
     self.capture_layer; prediction_fns(self.learn.loss_func)                  # a module of this model? a loss that can be read?
     n = len(unshard(self.dl).dataset)
-    self._compiled,self._recording = _compiled(self.learn.model),self._fitting and self.keep_history
-    track = [i for i in (self.tracked_idxs or []) if i<n] if self._recording else []
-    self._pass = TopK(self.k, getattr(self.dl, 'n', 0) or 0, track, probe_indices(n), lambda b: self._task.correct(b))
+    self._p.compiled,self._p.recording = _compiled(self.learn.model),self._fitting and self.keep_history
+    track = [i for i in (self.tracked_idxs or []) if i<n] if self._p.recording else []
+    self._p.topk = TopK(self.k, getattr(self.dl, 'n', 0) or 0, track, probe_indices(n))
 
 @patch
 def before_batch(self:GradCAMCallback):
@@ -186,9 +187,9 @@ def before_batch(self:GradCAMCallback):
     if self.training:
         if not self._checked: self._check_first_batch()
         return
-    if not self._active: return
-    if self._layer is None: self._layer = self.layer_for(plain(self.xb[0])[:1])
-    if not self._compiled: self._hook(self._layer, self._keep_acts)
+    if not self._p.active: return
+    if self._p.layer is None: self._p.layer = self.layer_for(plain(self.xb[0])[:1])
+    if not self._p.compiled: self._hook(self._p.layer, self._keep_acts)
 
 @patch
 def _keep_acts(self:GradCAMCallback, module, inputs, out):
@@ -196,12 +197,12 @@ def _keep_acts(self:GradCAMCallback, module, inputs, out):
     self._remove_hooks()
     if out is None: return
     out = plain(out)                                       # first: fastai's tensor subclasses make every op slower
-    if not self._pass.seen:
+    if not self._p.topk.seen:
         resolve_reshape(self.explained_model, module, out, self.reshape)     # says what to pass when it is not a map
-        self._rerun = out.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled(out.device.type)
+        self._p.rerun = out.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled(out.device.type)
     out = out.detach()
     copy = self._copy_acts or out.is_inference()
-    self._acts,self._acts_version = (out.clone() if copy else out),(None if copy else out._version)
+    self._p.acts,self._p.acts_version = (out.clone() if copy else out),(None if copy else out._version)
 
 @patch
 def after_pred(self:GradCAMCallback): self._remove_hooks()
@@ -209,70 +210,79 @@ def after_pred(self:GradCAMCallback): self._remove_hooks()
 @patch
 def after_loss(self:GradCAMCallback):
     "Keep this batch's rows that enter the top k, the tracked and probe items; every item's loss"
-    if self.training or not self._active or not len(self.yb): return
+    if self.training or not self._p.active or not len(self.yb): return
     out,targs,acts = plain(self.pred).detach().float(),plain(self.yb[0]).detach(),self._batch_acts()
-    if self._task is None: self._task = detect_task(self.learn.loss_func, out, targs)
+    if self._p.task is None: self._p.task = detect_task(self.learn.loss_func, out, targs)
     first,n = self._first_index(),len(out)
-    if self._shard is not None: n = max(0, min(n, self.dl.n-first))   # a shard's padding repeats items: drop it
-    per,xb = item_losses(self.learn.loss_func, out[:n], targs[:n]),plain(self.xb[0]).detach()
-    def rows_of(rows):
-        b = dict(explain_targets(self.learn, out[rows], targs[rows], per[rows], self._task), inputs=xb[rows])
+    if self._p.shard is not None: n = max(0, min(n, self.dl.n-first))   # a shard's padding repeats items: drop it
+    per = item_losses(self.learn.loss_func, out[:n], targs[:n])
+    losses = per.mean(1)
+    def rows_of(rows):   # the raw rows: explained (probabilities, predictions) once, after the pass
+        b = dict(losses=losses[rows], out=out[rows], targs=targs[rows], per=per[rows], inputs=plain(self.xb[0]).detach()[rows])
         return b if acts is None else dict(b, acts=acts[rows])
-    self._pass.add(per.mean(1), first, rows_of)
-    self._acts = None
+    self._p.topk.add(losses, first, rows_of)
+    self._p.acts = None
 
 @patch
 def _batch_acts(self:GradCAMCallback)->Tensor|None:
     "The layer's output for this batch (`None` for a compiled model: its items are re-run), noting an in-place change"
-    if self._compiled: return None
-    if self._acts is None: raise ValueError(f"GradCAMCallback: the hooked layer {type(self._layer).__name__} did not run in the "
+    if self._p.compiled: return None
+    if self._p.acts is None: raise ValueError(f"GradCAMCallback: the hooked layer {type(self._p.layer).__name__} did not run in the "
                                             "forward pass; pass `layer=` a module the model uses.")
-    if self._acts_version is not None and self._acts._version!=self._acts_version:
-        self._copy_acts = self._inplace_seen = True    # an in-place op changed the layer's output: copy it from now on
-    return self._acts
+    if self._p.acts_version is not None and self._p.acts._version!=self._p.acts_version:
+        self._copy_acts = self._p.inplace_seen = True    # an in-place op changed the layer's output: copy it from now on
+    return self._p.acts
 
 @patch
 def _first_index(self:GradCAMCallback)->int:
     "The dataset index of this batch's first item: its position in the pass, after the shards of the ranks before this one"
-    sh = self._shard
-    return self._pass.seen + (0 if sh is None else sh.rank*(sh.n_padded//sh.world_size))
+    sh = self._p.shard
+    return self._p.topk.seen + (0 if sh is None else sh.rank*(sh.n_padded//sh.world_size))
 
 @patch
-def after_cancel_validate(self:GradCAMCallback): self._cancelled = True
+def after_cancel_validate(self:GradCAMCallback): self._p.cancelled = True
 
-# %% ../nbs/07_callback.ipynb #28293ce6
+# %% ../nbs/07_callback.ipynb #50937134
 @patch
 def after_validate(self:GradCAMCallback):
     "Publish the capture of a complete pass (the top-k items and their maps); in `fit`, record it in `history`"
     self._remove_hooks()
     try:
-        if self._active and not self._cancelled: self._finish_pass()
+        if self._p.active and not self._p.cancelled: self._finish_pass()
     finally: self._reset_pass()
 
 @patch
 def _finish_pass(self:GradCAMCallback):
     "Explain the kept rows, gather the shards under DDP, publish"
-    parts = {w: self._pass.rows(w) for w in ('top', 'tracked', 'probed')}
-    if parts['top'] is None and self._shard is None: return
+    parts = {w: self._explain_rows(self._p.topk.rows(w)) for w in ('top', 'tracked', 'probed')}
+    if parts['probed'] is not None: parts['probed'] = take_rows(parts['probed'], self._p.task.correct(parts['probed']))   # probes: right ones
+    if parts['top'] is None and self._p.shard is None: return
     about = self._explain(parts) if parts['top'] is not None else None
-    losses = self._pass.all_losses
-    if self._shard is not None: parts,losses,about = gather_shards(parts, losses, self.k, about)
+    losses = self._p.topk.all_losses
+    if self._p.shard is not None: parts,losses,about = gather_shards(parts, losses, self.k, about)
     if parts['top'] is not None: self._publish(parts, losses, about)
+
+@patch
+def _explain_rows(self:GradCAMCallback, r:dict|None)->dict|None:
+    "Kept rows with their probabilities, predictions and the classes their maps are for (see `explain_targets`)"
+    if r is None: return None
+    ex = explain_targets(self.learn, r['out'], r['targs'], r['per'], self._p.task)
+    return dict(ex, idxs=r['idxs'], inputs=r['inputs'], **({'acts': r['acts']} if 'acts' in r else {}))
 
 @patch
 def _explain(self:GradCAMCallback, parts:dict)->dict:
     "Give the kept and tracked rows their maps (one replay for both); returns what the maps are of"
     top,tracked,nk = parts['top'],parts['tracked'],len(parts['top']['losses'])
     rows = top if tracked is None else cat_rows(top, tracked)
-    model,layer = self.explained_model,self._layer
-    replay = not (self._rerun or self._inplace_seen or self._compiled)         # else: low precision, in-place ops, or no hook
-    maps,notes = capture_maps(model, rows, layer, self.all_methods, self._task, prediction_fns(self.learn.loss_func)[0],
+    model,layer = self.explained_model,self._p.layer
+    replay = not (self._p.rerun or self._p.inplace_seen or self._p.compiled)         # else: low precision, in-place ops, or no hook
+    maps,notes = capture_maps(model, rows, layer, self.all_methods, self._p.task, prediction_fns(self.learn.loss_func)[0],
                               self.reshape if layer is self.capture_layer else None, split_head(model, layer) if replay else None)
     drop = lambda d: None if d is None else {n:v for n,v in d.items() if n!='acts'}
     parts['top'] = drop(dict(top, maps=take_rows(maps, slice(0, nk))))
     if tracked is not None: parts['tracked'] = drop(dict(tracked, maps=take_rows(maps, slice(nk, None))))
     parts['probed'] = drop(parts['probed'])
-    return dict(task=self._task.name, layer=module_path(model, layer), map_size=tuple(maps['mean']['actual'].shape[-2:]), notes=notes)
+    return dict(task=self._p.task.name, layer=module_path(model, layer), map_size=tuple(maps['mean']['actual'].shape[-2:]), notes=notes)
 
 @patch
 def _publish(self:GradCAMCallback, parts:dict, losses:Tensor, about:dict):
@@ -285,7 +295,7 @@ def _publish(self:GradCAMCallback, parts:dict, losses:Tensor, about:dict):
     note = coarse_map_note(about['layer'], about['map_size'], self.min_size or 7)
     if note and (about['layer'], about['map_size']) not in self._warned:
         self._warned.add((about['layer'], about['map_size'])); warnings.warn(f"GradCAMCallback: {note}")
-    if self._recording:
+    if self._p.recording:
         self.history.record(self._epoch0+self.epoch, self.capture, to_cpu(parts['tracked']))
         if self._logger is not None: self._logger.log_pass(self)
 
@@ -347,11 +357,11 @@ def fixed_items(self:GradCAMCallback): "See `History.fixed_items`"; return self.
 def plot_cam_history(self:GradCAMCallback, items=None, method:str='gradcam', cam_for:str='actual', epochs=None, **kwargs):
     "See `History.plot`"; return self.history.plot(items, method, cam_for, epochs, **kwargs)
 
-# %% ../nbs/07_callback.ipynb #3018dddf
+# %% ../nbs/07_callback.ipynb #fbcdffc8
 @patch
 def __getstate__(self:GradCAMCallback):
     "Pickle (e.g. in `learn.export()`) the settings only, never the captured tensors or the history"
-    skip = set(_capture_names) | {'capture','_hooks','_acts','_pass','_layer','history','_logger','_warned','_loss'}
+    skip = set(_capture_names) | {'capture','_hooks','_p','history','_logger','_warned','_loss'}
     return {n:v for n,v in self.__dict__.items() if n not in skip}
 
 @patch

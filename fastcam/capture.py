@@ -33,7 +33,7 @@ def merge_top_k(kept:dict|None, new:dict, k:int)->dict:
     if kept is not None: new = cat_rows(kept, new)
     return take_rows(new, new['losses'].topk(min(k, len(new['losses']))).indices)
 
-# %% ../nbs/02_capture.ipynb #0fe3f991
+# %% ../nbs/02_capture.ipynb #4193988e
 def _rows_in(idxs:list, start:int, n:int, device)->Tensor|None:
     "The rows of a batch (items `start` to `start+n`) whose dataset index is in the sorted list `idxs`, or `None`"
     lo,hi = bisect_left(idxs, start),bisect_left(idxs, start+n)
@@ -43,31 +43,44 @@ class TopK:
     "A pass's streaming top `k`: the rows with the largest losses, the rows of `track`ed and `probe` items, and every item's loss"
     def __init__(self, k:int, n:int=0, track=(), probe=(), probe_keep=None):
         store_attr('k,n,probe_keep'); self.track,self.probe = sorted(track),sorted(probe)
-        self.kept,self.tracked,self.probed,self.losses,self.seen = None,[],[],None,0
+        self.kept,self.pending,self.best,self.tracked,self.probed,self.losses,self.seen,self.bar = None,[],None,[],[],None,0,None
 
     def add(self, losses:Tensor, start:int, rows_of)->None:
         "Add a batch's `losses` (its items are `start`..`start+n` of the dataset): keep them, and `rows_of(rows)` for the rows worth keeping"
         self._keep_losses(losses)
         n,dev = len(losses),losses.device
         top,tracked,probed = self.top_rows(losses),_rows_in(self.track, start, n, dev),_rows_in(self.probe, start, n, dev)
-        if tracked is None and probed is None:      # the usual batch: at most the few rows that enter the top k
-            if len(top): self.kept = merge_top_k(self.kept, dict(rows_of(top), idxs=top+start), self.k)
+        if tracked is None and probed is None:      # the usual batch: none, or the few rows that enter the top k
+            if top is not None: self._merge(dict(rows_of(top), idxs=top+start))
             return
-        parts = [o for o in (top, tracked, probed) if o is not None]
-        rows = torch.cat(parts)
+        top = top if top is not None else torch.zeros(0, dtype=torch.long, device=dev)
+        rows = torch.cat([o for o in (top, tracked, probed) if o is not None])
         b,ends = dict(rows_of(rows), idxs=rows+start),[len(top), len(top)+(0 if tracked is None else len(tracked)), len(rows)]
-        if len(top): self.kept = merge_top_k(self.kept, take_rows(b, slice(0, ends[0])), self.k)
+        if len(top): self._merge(take_rows(b, slice(0, ends[0])))
         if tracked is not None: self.tracked.append(take_rows(b, slice(ends[0], ends[1])))
         if probed is not None:
             probed = take_rows(b, slice(ends[1], ends[2]))
             self.probed.append(take_rows(probed, self.probe_keep(probed)) if self.probe_keep is not None else probed)
 
-    def top_rows(self, losses:Tensor)->Tensor:
-        "The rows of a batch that can still enter the top `k`: at most `k`, each larger than the smallest loss kept"
-        kept = self.kept
-        if kept is not None and len(kept['losses'])==self.k: rows = (losses>kept['losses'].min()).nonzero()[:, 0]
+    def top_rows(self, losses:Tensor)->Tensor|None:
+        "The rows of a batch that can still enter the top `k` (at most `k`, each above the smallest loss kept, `bar`), or `None`"
+        if self.bar is not None:
+            if float(losses.max())<=self.bar: return None          # once the top k is full, most batches stop here
+            rows = (losses>self.bar).nonzero()[:, 0]
         else: rows = torch.arange(len(losses), device=losses.device)
         return rows[losses[rows].topk(self.k).indices] if len(rows)>self.k else rows
+
+    def _merge(self, rows:dict):
+        "Add `rows` to the top `k`: their losses at once (once `k` are kept, the smallest is the `bar` to enter), the rows later, in bulk"
+        vals = rows['losses'] if self.best is None else torch.cat([self.best, rows['losses']])
+        self.best = vals.topk(min(self.k, len(vals))).values
+        if len(self.best)==self.k: self.bar = float(self.best[-1])
+        self.pending.append(rows)
+        if sum(len(o['losses']) for o in self.pending)>4*self.k: self._flush()
+
+    def _flush(self):
+        "Merge the pending rows into the top `k`, in one go"
+        if self.pending: self.kept,self.pending = merge_top_k(self.kept, reduce(cat_rows, self.pending), self.k),[]
 
     def _keep_losses(self, losses:Tensor):
         "Write a batch's per-item losses into one buffer for the whole pass (sized once from `n`, grown only if `n` was wrong)"
@@ -85,7 +98,7 @@ class TopK:
 
     def rows(self, which:str)->dict|None:
         "The kept rows of `which`: 'top' (largest loss first), 'tracked' or 'probed' (in the order they came), or `None`"
-        if which=='top': return self.kept
+        if which=='top': self._flush(); return self.kept
         parts = [p for p in getattr(self, which) if len(p['idxs'])]
         return reduce(cat_rows, parts) if parts else None
 
