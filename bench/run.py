@@ -285,16 +285,7 @@ class tqdm_off:
 
 def core_rows(name, learn, reps)->list:
     "Rows 1-3 and 5 for one model"
-    rows = []
-    n = len(learn.dls.valid_ds)
-    v = validation_overhead(learn, reps)
-    rows.append((name, f"1. validate() with / without callback ({n} items; runs without it vary by {v['spread']:.0%})", f"{v['with_s']:.2f} s / {v['without_s']:.2f} s", f"{v['ratio']:.3f}x", '<= 1.02x'))
-    rows.append((name, f'1. (validate() + time spent in the callback) / validate()', f"{v['own_s']*1000:.0f} ms / {v['without_s']:.2f} s", f"{v['own_ratio']:.3f}x", '<= 1.02x'))
-    n_valid = len(learn.dls.valid_ds)
-    v = validation_overhead(learn, reps, RecordingGradCAM(k=9, track=list(range(0, n_valid, n_valid//9))[:9]))
-    rows.append((name, f"9. validate() recorded in history, 9 tracked items, with / without callback", f"{v['with_s']:.2f} s / {v['without_s']:.2f} s", f"{v['ratio']:.3f}x", '<= 1.02x'))
-    rows.append((name, f"9. (validate() + time spent in the callback, history and 9 tracked items) / validate()", f"{v['own_s']*1000:.0f} ms / {v['without_s']:.2f} s", f"{v['own_ratio']:.3f}x", '<= 1.02x'))
-    rows.append((name, f"9. history held after 50 epochs (top-9 + 9 tracked items, maps of 2 methods x 3 targets)", f"{v['history_mb']:.2f} MB", '-', 'O(epochs x k)'))
+    rows = overhead_rows(name, learn, reps)
     for k in (9, 64):
         h = time_to_heatmaps(learn, k, reps)
         rows.append((name, f'2. top-{k} heatmaps after validation: fastai v1 loop / fastcam', f"{h['fastai_v1_s']:.2f} s / {h['fastcam_s']*1000:.1f} ms", f"{h['speedup_vs_v1']:.0f}x faster", '>= 20x'))
@@ -350,14 +341,15 @@ def patterns_speed(learn, n=64, steps=10, size=64):
     return dict(batch_s=batch, loop_s=loop, n=n, steps=steps, size=size)
 
 # ---------------------------------------------------------------- 11-13. the layer explained, and the method picked
-def layer_setup(n_train=3000, n_valid=500, epochs=5, px=64):
-    "A ResNet-18 trained on the digit scenes at `px` pixels, well enough that its maps can be scored"
+def layer_setup(n_train=3000, n_valid=500, epochs=8, arch='resnet'):
+    "A ResNet-18 (or the demo's digit CNN) trained on the 64-pixel digit scenes, well enough that its maps can be scored"
     set_seed(0)
-    dls = digit_dls(n_train=n_train, n_valid=n_valid, seed=0, bs=64, item_tfms=Resize(px) if px!=64 else None)
+    dls = digit_dls(n_train=n_train, n_valid=n_valid, seed=0, bs=64)
     set_seed(0)
-    learn = vision_learner(dls, resnet18, pretrained=False, n_in=1, metrics=accuracy)
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, 3e-3)
-    return f'ResNet-18, {px} px', learn
+    if arch=='resnet': learn = vision_learner(dls, resnet18, pretrained=False, n_in=1, metrics=accuracy)
+    else: learn = Learner(dls, digit_cnn(dls.c), metrics=accuracy)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, 1e-2)
+    return ('ResNet-18, 64 px' if arch=='resnet' else 'digit CNN, 64 px'), learn
 
 def layer_rows(name, learn, layers:dict)->list:
     "11. Pointing game of Grad-CAM, Grad-CAM++ and LayerCAM at each of `layers`, on the correctly classified validation items"
@@ -389,11 +381,11 @@ def auto_cost(learn, reps)->dict:
 
 def layers_table(quick:bool, reps:int)->list:
     rows = []
-    name,learn = digit_setup(1000 if quick else 4000, epochs=3)
-    rows += layer_rows(name, learn, {'model[0]': learn.model[0], 'one stage earlier': learn.model[0][2]})
+    name,learn = layer_setup(*((1000, 250, 3) if quick else (3000, 500, 15)), arch='cnn')
+    rows += layer_rows(name, learn, {'model[0] (picked)': learn.model[0], 'a finer stage': learn.model[0][1]})
     a = auto_cost(learn, reps)
     rows.append((name, f"13. method='auto': rank_methods on {a['n']} probe items / validate() ({len(learn.dls.valid_ds)} items); picked {a['best']}", f"{a['rank_s']:.2f} s / {a['validate_s']:.2f} s", f"{a['rank_s']/a['validate_s']:.2f}x", 'report'))
-    name,learn = layer_setup(*( (1000, 250, 2) if quick else (3000, 500, 5) ))
+    name,learn = layer_setup(*((1000, 250, 2) if quick else (3000, 500, 8)))
     body = learn.model[0]
     rows += layer_rows(name, learn, {'model[0]': body, 'one stage earlier': body[6], 'the picked layer': pick_layer(learn.model, learn.dls.one_batch()[0][:1])})
     c = finer_layer_cost(learn, reps)

@@ -8,7 +8,7 @@ import warnings
 from types import SimpleNamespace
 import torch, torch.nn as nn
 from torch import Tensor
-from fastcore.basics import store_attr, patch
+from fastcore.basics import store_attr, patch, noop
 from fastai.callback.core import Callback, GatherPredsCallback
 from fastai.interpret import Interpretation, ClassificationInterpretation, SegmentationInterpretation
 from fastai.torch_core import to_cpu, rank_distrib
@@ -38,6 +38,9 @@ def _compiled(model:nn.Module)->bool:
 class GradCAMCallback(Callback):
     "Keep the `k` largest validation losses with their maps (mean activation, Grad-CAM and `methods`; actual, predicted, contrast)"
     order,run_train = 70,True
+    # read at every event of every batch: as plain attributes they cost less than fastai's lookup in the `Learner`
+    training = property(lambda self: self.learn.training)
+    after_batch = before_backward = after_backward = before_step = after_step = after_cancel_batch = after_cancel_backward = staticmethod(noop)
     def __init__(self,
         k:int=9, # How many of the largest losses to keep
         layer:nn.Module|None=None, # Module whose output is explained; `None`: `model[0]`, or its last stage with `min_size` cells a side
@@ -164,7 +167,7 @@ def _check_first_batch(self:GradCAMCallback):
 def _check_output(self:GradCAMCallback, module, inputs, out):
     if out is not None: resolve_reshape(self.explained_model, module, plain(out), self.reshape)
 
-# %% ../nbs/07_callback.ipynb #1fb785f3
+# %% ../nbs/07_callback.ipynb #f5264af6
 @patch
 def before_validate(self:GradCAMCallback):
     "Start a capture, unless this pass is a `get_preds` or its `DataLoader` is shuffled"
@@ -184,7 +187,7 @@ def before_validate(self:GradCAMCallback):
 @patch
 def before_batch(self:GradCAMCallback):
     "Training: check the first batch. Validation: hook the layer explained (picked for the inputs' size on the first batch)"
-    if self.training:
+    if self.learn.training:
         if not self._checked: self._check_first_batch()
         return
     if not self._p.active: return
@@ -210,15 +213,16 @@ def after_pred(self:GradCAMCallback): self._remove_hooks()
 @patch
 def after_loss(self:GradCAMCallback):
     "Keep this batch's rows that enter the top k, the tracked and probe items; every item's loss"
-    if self.training or not self._p.active or not len(self.yb): return
-    out,targs,acts = plain(self.pred).detach().float(),plain(self.yb[0]).detach(),self._batch_acts()
+    learn = self.learn
+    if learn.training or not self._p.active or not len(learn.yb): return
+    out,targs,acts = plain(learn.pred).detach().float(),plain(learn.yb[0]).detach(),self._batch_acts()
     if self._p.task is None: self._p.task = detect_task(self.learn.loss_func, out, targs)
     first,n = self._first_index(),len(out)
     if self._p.shard is not None: n = max(0, min(n, self.dl.n-first))   # a shard's padding repeats items: drop it
-    per = item_losses(self.learn.loss_func, out[:n], targs[:n])
+    per = item_losses(learn.loss_func, out[:n], targs[:n])
     losses = per.mean(1)
     def rows_of(rows):   # the raw rows: explained (probabilities, predictions) once, after the pass
-        b = dict(losses=losses[rows], out=out[rows], targs=targs[rows], per=per[rows], inputs=plain(self.xb[0]).detach()[rows])
+        b = dict(losses=losses[rows], out=out[rows], targs=targs[rows], per=per[rows], inputs=plain(learn.xb[0]).detach()[rows])
         return b if acts is None else dict(b, acts=acts[rows])
     self._p.topk.add(losses, first, rows_of)
     self._p.acts = None

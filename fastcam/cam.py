@@ -331,7 +331,7 @@ def scorecam(r:Replay, acts:Tensor, weights:Tensor):
     p = r.masked_probs()
     return _weighted_sum((p.repeat(len(weights)//len(p), 1, 1)*weights[:, None]).sum(-1), acts)
 
-# %% ../nbs/00_cam.ipynb #8a0b351d
+# %% ../nbs/00_cam.ipynb #7942b58f
 def _negative_share(acts:Tensor)->str|None:
     "What breaks 'nonneg': the share of negative activations, or `None` when there is none"
     share = (acts<0).float().mean().item()
