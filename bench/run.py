@@ -363,7 +363,7 @@ def layer_rows(name, learn, layers:dict)->list:
     return rows
 
 def finer_layer_cost(learn, reps)->dict:
-    "12. The callback's own time when it explains the picked finer layer (a re-run of the k items) / when it explains model[0] (a head replay)"
+    "12. The callback's own time when it explains the picked finer layer (the kept activations replayed through the stages after it) / when it explains model[0] (a head replay)"
     picked = validation_overhead(learn, reps, TimedGradCAM(k=9))
     body = validation_overhead(learn, reps, TimedGradCAM(k=9, layer=learn.model[0]))
     return dict(picked=picked, body=body)
@@ -389,7 +389,7 @@ def layers_table(quick:bool, reps:int)->list:
     body = learn.model[0]
     rows += layer_rows(name, learn, {'model[0]': body, 'one stage earlier': body[6], 'the picked layer': pick_layer(learn.model, learn.dls.one_batch()[0][:1])})
     c = finer_layer_cost(learn, reps)
-    for k,what in (('picked', 'the picked layer model[0][5] (8x8): re-run of the k items'), ('body', 'model[0] (2x2): head replay')):
+    for k,what in (("picked", "the picked layer model[0][5] (8x8): replay of the stages after it"), ('body', 'model[0] (2x2): head replay')):
         v = c[k]
         rows.append((name, f"12. (validate() + time spent in the callback) / validate(), explaining {what}", f"{v['own_s']*1000:.0f} ms / {v['without_s']:.2f} s", f"{v['own_ratio']:.3f}x", '<= 1.05x'))
     a = auto_cost(learn, reps)
