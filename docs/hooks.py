@@ -19,7 +19,8 @@ def process(nb:Path, dest:Path):
     d = json.loads(nb.read_text())
     d['cells'] = [_clean(c) for c in d['cells'] if 'eval:' not in _flags(c)]
     quiet = dict(cell_type='code', execution_count=None, outputs=[], metadata={'tags': ['remove_cell']},
-                 source=["import warnings; warnings.filterwarnings('ignore', category=FutureWarning); "
+                 source=["%matplotlib inline\n",      # figures drawn in the page even where MPLBACKEND=Agg (as in CI)
+                         "import warnings; warnings.filterwarnings('ignore', category=FutureWarning); "
                          "warnings.filterwarnings('ignore', message='IProgress not found')"])
     d['cells'].insert(0, quiet)                 # library import noise (torch.jit, tqdm) is not part of the page
     dest.write_text(json.dumps(d, indent=1))
