@@ -99,7 +99,7 @@ def plot_activations(self:Interpretation,
         if not 0<=int(idx)<len(self.losses): raise ValueError(f"`idx` must be a dataset index in [0, {len(self.losses)}), got {idx!r}.")
         x,y = items_batch(self, [int(idx)])
         t = dict(predict_items(learn, x, y), losses=self.losses[[int(idx)]].float())
-        caption = f"item {int(idx)}: " + top_loss_caption(self.vocab, t, 0)
+        caption = f"item {int(idx)}: " + top_loss_caption(vocab_of(self), t, 0)
         image = self.dl.decode_batch((x, y), max_n=1, full=False)[0][0]
     elif x.ndim==3: x = x[None]
     layers = check_layers(learn.model, layers)

@@ -164,6 +164,10 @@ def test_regression_largest_errors_and_the_map_of_the_output(regression):
     assert 'Predicted/Actual/Loss' in fig._suptitle.get_text()
     plt.close(fig)
     fct.test_eq(list(interp.top_losses_table(2).columns), ['index', 'item', 'predicted', 'actual', 'loss'])
+    fig = interp.plot_activations()                        # no vocab: the caption still reads predicted/actual/loss
+    caption = fig.subfigs[0]._suptitle.get_text()
+    assert caption.startswith(f"item {int(cb.idxs[0])}: ") and caption.count(' / ')==1, caption
+    plt.close(fig)
 
 def test_keypoints_fail_clearly_before_any_step():
     dls0 = digit_dls(n_train=32, n_valid=16, seed=0, task='regression', bs=8)
