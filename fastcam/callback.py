@@ -23,8 +23,7 @@ from .tensorboard import *
 __all__ = ['GradCAMCallback']
 
 # %% ../nbs/07_callback.ipynb #af72c758
-_row_names = 'idxs losses targs decoded probs inputs maps cam_actual_for cam_pred_for'.split()
-_capture_names = ['captured_dl', *_row_names, 'mean_maps', 'cam_actual', 'cam_pred', 'all_losses']
+_capture_names = ['captured_dl', *row_names, 'mean_maps', 'cam_actual', 'cam_pred', 'all_losses']
 _interpretations = {'classification': ClassificationInterpretation, 'multi-label': ClassificationInterpretation,
                     'segmentation': SegmentationInterpretation}
 
@@ -306,7 +305,7 @@ def _publish(self:GradCAMCallback, parts:dict, losses:Tensor, about:dict):
 @patch
 def _set_names(self:GradCAMCallback, cap:Capture):
     "The capture's rows as the callback's attributes (`idxs`, `losses`, ..., `cam_actual`), as earlier versions had them"
-    for n,v in with_summary({n: cap.rows[n] for n in _row_names}).items(): setattr(self, n, v)
+    for n,v in with_summary({n: cap.rows[n] for n in row_names}).items(): setattr(self, n, v)
     self.captured_dl,self.all_losses,self._model_id = cap.dl,cap.all_losses,id(self.explained_model)
 
 @patch

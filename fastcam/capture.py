@@ -14,8 +14,8 @@ from .cam import *
 from .tasks import *
 
 # %% auto #0
-__all__ = ['take_rows', 'cat_rows', 'merge_top_k', 'TopK', 'with_base_methods', 'explain_maps', 'capture_maps', 'Capture',
-           'state_fingerprint', 'same_fingerprint', 'shard_of', 'unshard', 'gather_shards', 'check_track',
+__all__ = ['row_names', 'take_rows', 'cat_rows', 'merge_top_k', 'TopK', 'with_base_methods', 'explain_maps', 'capture_maps',
+           'Capture', 'state_fingerprint', 'same_fingerprint', 'shard_of', 'unshard', 'gather_shards', 'check_track',
            'probe_indices']
 
 # %% ../nbs/02_capture.ipynb #9c4c31cb
@@ -124,6 +124,8 @@ def capture_maps(model:nn.Module, rows:dict, layer:nn.Module, methods, task:Task
     return explain_maps(r, rows, methods, task),broken_assumptions(r.acts, methods)
 
 # %% ../nbs/02_capture.ipynb #f19fc285
+row_names = 'idxs losses targs decoded probs inputs maps cam_actual_for cam_pred_for'.split()   # what a `Capture`'s `rows` hold
+
 class Capture:
     "One validation pass: its top-k `rows` (with `maps`), every item's loss, its `dl`, and what the maps are of"
     def __init__(self, rows:dict, all_losses:Tensor, dl, task:str, layer:str, map_size:tuple, notes:dict,

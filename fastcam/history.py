@@ -29,7 +29,7 @@ def is_correct(t:dict)->torch.Tensor:
     "Whether each item of `t` was predicted right (multi-label: every label; segmentation: every pixel; regression: never exactly)"
     return tasks[task_name(t)].correct(t)
 
-_history_names = 'idxs losses targs decoded probs cam_actual_for cam_pred_for maps'.split()
+_history_names = [n for n in row_names if n!='inputs']   # a record keeps no inputs: they are re-read from the data
 
 class History(list):
     "The recorded passes of `fit` (one dict each, see above), the items tracked across them, and their table and figure"
@@ -70,10 +70,6 @@ class History(list):
         return Capture(dict(rec['top'], inputs=to_cpu(x)), rec['all_losses'], self.dl, fingerprint=rec['fingerprint'], **about)
 
 # %% ../nbs/05_history.ipynb #3acd7aa1
-def _vocab(dl):
-    try: return dl.vocab
-    except (AttributeError, IndexError, TypeError): return None
-
 def _task(rec:dict, h:History)->dict: return dict(rec, task=h.task) if h.task else rec
 
 def history_table(h:History)->pd.DataFrame:
@@ -83,7 +79,7 @@ def history_table(h:History)->pd.DataFrame:
     for rec in h:
         t = _task(pass_items(rec), h)
         df = pd.DataFrame(dict(epoch=rec['epoch'], index=t['idxs'].tolist()))
-        dfs.append(pd.concat([df, items_frame(_vocab(h.dl), t)], axis=1).assign(in_top_k=t['in_top_k'].tolist(), tracked=t['tracked'].tolist()))
+        dfs.append(pd.concat([df, items_frame(dl_vocab(h.dl), t)], axis=1).assign(in_top_k=t['in_top_k'].tolist(), tracked=t['tracked'].tolist()))
     return pd.concat(dfs, ignore_index=True)
 
 def stubborn_items(h:History)->list:
@@ -127,7 +123,7 @@ def plot_cam_history(h:History,
     check_cam_for(cam_for, passes[0])
     x,y = batch_of(h.dl, items)
     imgs = [o[0] for o in h.dl.decode_batch((x, y), max_n=len(items), full=False)]
-    vocab,n,m = _vocab(h.dl),len(items),len(passes)
+    vocab,n,m = dl_vocab(h.dl),len(items),len(passes)
     fig,axs = get_grid(n*m, n, m, figsize=figsize or (2.2*m+0.4, 2.6*n+0.9), return_fig=True,
                        title=f"{cam_methods[method].title} ({cam_for}) of the tracked items by epoch\n{caption_headers[task_name(passes[0])]}")
     for r,(i,img) in enumerate(zip(items, imgs)):

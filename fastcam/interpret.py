@@ -15,7 +15,7 @@ from .capture import *
 
 # %% auto #0
 __all__ = ['auto_layer', 'explained_layer', 'coarse_map_note', 'with_summary', 'captured_items', 'compute_maps', 'predict_items',
-           'batch_of', 'items_batch', 'check_interpretation', 'vocab_of', 'top_loss_items', 'task_name',
+           'batch_of', 'items_batch', 'check_interpretation', 'dl_vocab', 'vocab_of', 'top_loss_items', 'task_name',
            'is_multilabel', 'label_names', 'pixel_accuracy', 'items_frame']
 
 # %% ../nbs/03_interpret.ipynb #bca68904
@@ -44,7 +44,6 @@ def coarse_map_note(layer_path:str, shape:tuple, min_size:int=7)->str|None:
             "of the image mattered. Pass `layer=` an earlier module with a finer map (`layer='auto'` picks one), or use larger images.")
 
 # %% ../nbs/03_interpret.ipynb #fc74c4fd
-_item_names = 'idxs losses targs decoded probs inputs maps cam_actual_for cam_pred_for'.split()
 _explained = 'targs probs decoded cam_actual_for cam_pred_for'.split()
 
 def with_summary(t:dict)->dict:
@@ -60,7 +59,7 @@ def captured_items(interp:Interpretation, idxs, methods=())->dict|None:
     if not all(int(i) in pos for i in idxs): return None
     rows = torch.tensor([pos[int(i)] for i in idxs], dtype=torch.long)
     if not torch.allclose(cap.rows['losses'][rows], plain(interp.losses[idxs]).float().cpu(), rtol=1e-3, atol=1e-4): return None
-    return with_summary(dict(take_rows({n: cap.rows[n] for n in _item_names}, rows), **cap.about()))
+    return with_summary(dict(take_rows({n: cap.rows[n] for n in row_names}, rows), **cap.about()))
 
 def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=())->dict:
     "The maps of `x` (mean activation, Grad-CAM and `methods`, for each target of the task), in one forward and one backward"
@@ -105,13 +104,15 @@ def check_interpretation(interp):
         raise TypeError(f"fastcam explains a fastai `Interpretation` (e.g. `learn.grad_cam.interpretation()` or "
                         f"`ClassificationInterpretation.from_learner(learn)`), got a {type(interp).__name__}.")
 
+def dl_vocab(dl)->list|None:
+    "The class names of `dl`'s data (segmentation: the codes), or `None` (regression)"
+    try: return dl.vocab
+    except (AttributeError, IndexError, TypeError): return None
+
 def vocab_of(interp)->list|None:
-    "The class names of `interp`'s data (segmentation: the codes), or `None` (regression)"
+    "The class names of `interp` (its `vocab`, else its data's: see `dl_vocab`)"
     v = getattr(interp, 'vocab', None)
-    if v is None:
-        try: v = interp.dl.vocab
-        except (AttributeError, IndexError, TypeError): v = None
-    return v
+    return v if v is not None else dl_vocab(interp.dl)
 
 # %% ../nbs/03_interpret.ipynb #931193f2
 def top_loss_items(interp:Interpretation,
