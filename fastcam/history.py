@@ -138,7 +138,7 @@ def plot_cam_history(h:History,
             _corner(ax, f"epoch {rec['epoch']}" + (", in the top-k" if t['in_top_k'][p] else ''))
         axs[r*m].text(-0.08, 0.5, f"item {i}", transform=axs[r*m].transAxes, rotation=90, ha='right', va='center', fontsize=10, weight='bold')
     fig.tight_layout(rect=(0.03, 0, 1, 0.97), h_pad=1.2)
-    group_panels(fig, axs, m)
+    group_panels(fig, axs, m, centre_caption=False)   # every tile has its own caption
     return fig
 
 def _corner(ax, text:str, y:float=0.97, va:str='top'):

@@ -127,15 +127,15 @@ def resolve_method(interp, method:str, layer=None)->tuple:
     return check_methods(method)[0],None
 
 # %% ../nbs/04_plots.ipynb #6b2f0d11
-def group_panels(fig, axs, size:int):
-    "Draw a light box behind each run of `size` axes (one item's panels) and centre the item's caption over it"
+def group_panels(fig, axs, size:int, centre_caption:bool=True):
+    "Draw a light box behind each run of `size` axes (one item's panels); `centre_caption`: centre the first panel's caption over the run"
     from matplotlib.patches import FancyBboxPatch
     r = fig.canvas.get_renderer()
     inv = fig.transFigure.inverted()
     for g in range(0, len(axs), size):
         group = axs[g:g+size]
         first,last = group[0].get_position(),group[-1].get_position()
-        group[0].title.set_x(((first.x0+last.x1)/2-first.x0)/first.width)
+        if centre_caption: group[0].title.set_x(((first.x0+last.x1)/2-first.x0)/first.width)
         boxes = [ax.get_tightbbox(r).transformed(inv) for ax in group]
         x0,y0 = min(b.x0 for b in boxes),min(b.y0 for b in boxes)
         x1,y1 = max(b.x1 for b in boxes),max(b.y1 for b in boxes)

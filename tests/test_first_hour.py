@@ -85,6 +85,7 @@ def test_plot_cam_history_keeps_its_title_clear_and_each_caption_with_its_image(
         img = ax.get_window_extent(r).transformed(inv)
         cap = ax.title.get_window_extent(r).transformed(inv)
         assert cap.y0 >= img.y1 - 1e-3                                      # the caption sits right above its own image
+        assert img.x0 <= (cap.x0+cap.x1)/2 <= img.x1, ax.title.get_text()   # ... centred over it, not over its neighbour
         for t in ax.texts:
             if t.get_text().startswith('item '): continue                 # the row's name, on the left
             b = t.get_window_extent(r).transformed(inv)
