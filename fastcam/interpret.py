@@ -105,9 +105,10 @@ def check_interpretation(interp):
                         f"`ClassificationInterpretation.from_learner(learn)`), got a {type(interp).__name__}.")
 
 def dl_vocab(dl)->list|None:
-    "The class names of `dl`'s data (segmentation: the codes), or `None` (regression)"
+    "The class names of `dl`'s data (segmentation: `MaskBlock`'s codes), or `None` (regression)"
     try: return dl.vocab
-    except (AttributeError, IndexError, TypeError): return None
+    except (AttributeError, IndexError, TypeError): pass
+    return next((t.codes for t in getattr(getattr(dl, 'after_item', None), 'fs', ()) if getattr(t, 'codes', None) is not None), None)
 
 def vocab_of(interp)->list|None:
     "The class names of `interp` (its `vocab`, else its data's: see `dl_vocab`)"

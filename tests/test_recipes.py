@@ -139,6 +139,7 @@ def test_segmentation_figure_table_and_report(seg, tmp_path):
     df = interp.top_losses_table(3)
     fct.test_eq(list(df.columns), ['index', 'item', 'loss', 'pixel_accuracy', 'missed', 'mistaken_for'])
     assert df.pixel_accuracy.between(0, 1).all()
+    assert set(df.missed) | set(df.mistaken_for) <= set(digit_codes)     # named by MaskBlock's codes, not their numbers
     html = interp.cam_report(tmp_path/'seg.html', k=3).read_text()
     assert html.count('class="tile"') == 3 and 'pixel accuracy' in html
 
