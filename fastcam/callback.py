@@ -23,7 +23,6 @@ from .tensorboard import *
 __all__ = ['GradCAMCallback']
 
 # %% ../nbs/07_callback.ipynb #af72c758
-_capture_names = ['captured_dl', *row_names, 'mean_maps', 'cam_actual', 'cam_pred', 'all_losses']
 _interpretations = {'classification': ClassificationInterpretation, 'multi-label': ClassificationInterpretation,
                     'segmentation': SegmentationInterpretation}
 
@@ -62,14 +61,12 @@ class GradCAMCallback(Callback):
         self._copy_acts,self._fitting,self._logger,self._hooks,self._warned = False,False,None,[],set()
         self._clear_capture(); self._reset_pass()
 
-    def _clear_capture(self):
-        self.capture,self._model_id = None,None
-        for n in _capture_names: setattr(self, n, None)
+    def _clear_capture(self): self.capture,self._model_id = None,None
 
     def _reset_pass(self):
         "The state of one pass, in a namespace of its own (setting a `Callback`'s attributes costs a lookup in the `Learner`)"
         self._p = SimpleNamespace(active=False, acts=None, acts_version=None, topk=None, cancelled=False, shard=None, task=None,
-                                  rerun=False, inplace_seen=False, recording=False, compiled=False, layer=None)
+                                  rerun=False, inplace_seen=False, recording=False, compiled=False, layer=None, map_size=None)
 
     @property
     def explained_model(self)->nn.Module:
@@ -87,6 +84,9 @@ class GradCAMCallback(Callback):
         if isinstance(self.layer, nn.Module) or not self.min_size or self.reshape is not None: return layer   # `reshape=` reads `model[0]`
         if x is None: x = self.inputs
         return layer if x is None else auto_layer(self.explained_model, x[:1], layer, self.min_size)
+
+    captured_dl = property(lambda self: None if self.capture is None else self.capture.dl, doc="The `DataLoader` of the last capture")
+    all_losses = property(lambda self: None if self.capture is None else self.capture.all_losses, doc="Every item's loss in the last capture")
 
     @property
     def hooked_layer(self)->nn.Module:
@@ -110,6 +110,19 @@ class GradCAMCallback(Callback):
             value = History(value, track=getattr(old, 'track', None))
             if old is not None: value.tracked_idxs,value.dl,value.task = old.tracked_idxs,old.dl,old.task
         super().__setattr__(name, value)
+
+def _last_capture(name:str, method:str|None=None, cam_for:str|None=None)->property:
+    "The last capture's `rows[name]` (for `maps`, made when first read; `maps[method][cam_for]` for the short names), `None` before any"
+    def get(self):
+        cap = self.capture
+        if cap is None: return None
+        if method is not None: return cap.rows['maps'][method][cam_for]
+        return cap.rows[name] if name=='maps' else cap.kept[name]
+    return property(get, doc=f"The last capture's `{name}`")
+
+for _n in row_names: setattr(GradCAMCallback, _n, _last_capture(_n))
+for _n,_m in dict(mean_maps=('mean', 'actual'), cam_actual=('gradcam', 'actual'), cam_pred=('gradcam', 'predicted')).items():
+    setattr(GradCAMCallback, _n, _last_capture(_n, *_m))
 
 # %% ../nbs/07_callback.ipynb #b42acaa6
 @patch
@@ -199,8 +212,8 @@ def _keep_acts(self:GradCAMCallback, module, inputs, out):
     self._remove_hooks()
     if out is None: return
     out = plain(out)                                       # first: fastai's tensor subclasses make every op slower
-    if not self._p.topk.seen:
-        resolve_reshape(self.explained_model, module, out, self.reshape)     # says what to pass when it is not a map
+    if not self._p.topk.seen:                             # says what to pass when it is not a map
+        self._p.map_size = tuple(feature_map(out, module, resolve_reshape(self.explained_model, module, out, self.reshape)).shape[-2:])
         self._p.rerun = out.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled(out.device.type)
     out = out.detach()
     copy = self._copy_acts or out.is_inference()
@@ -256,12 +269,14 @@ def after_validate(self:GradCAMCallback):
 
 @patch
 def _finish_pass(self:GradCAMCallback):
-    "Explain the kept rows, gather the shards under DDP, publish"
+    "Explain the kept rows (when nothing records this pass, only once someone reads their maps), gather the shards under DDP, publish"
     parts = {w: self._explain_rows(self._p.topk.rows(w)) for w in ('top', 'tracked', 'probed')}
     if parts['probed'] is not None: parts['probed'] = take_rows(parts['probed'], self._p.task.correct(parts['probed']))   # probes: right ones
     if parts['top'] is None and self._p.shard is None: return
+    losses,later = self._p.topk.all_losses,not self._p.recording and self._p.shard is None
+    if later: return self._publish(parts, losses, dict(task=self._p.task.name, layer=module_path(self.explained_model, self._p.layer),
+                                                       map_size=self._p.map_size), self._map_maker())
     about = self._explain(parts) if parts['top'] is not None else None
-    losses = self._p.topk.all_losses
     if self._p.shard is not None: parts,losses,about = gather_shards(parts, losses, self.k, about)
     if parts['top'] is not None: self._publish(parts, losses, about)
 
@@ -273,40 +288,55 @@ def _explain_rows(self:GradCAMCallback, r:dict|None)->dict|None:
     return dict(ex, idxs=r['idxs'], inputs=r['inputs'], **({'acts': r['acts']} if 'acts' in r else {}))
 
 @patch
-def _explain(self:GradCAMCallback, parts:dict)->dict:
-    "Give the kept and tracked rows their maps (one replay for both); returns what the maps are of"
-    top,tracked,nk = parts['top'],parts['tracked'],len(parts['top']['losses'])
-    rows = top if tracked is None else cat_rows(top, tracked)
-    model,layer = self.explained_model,self._p.layer
+def _map_maker(self:GradCAMCallback):
+    "A function of kept rows to `(maps, about)` at this pass's layer, with its methods and task: it reads no pass state when called"
+    model,layer,task,methods = self.explained_model,self._p.layer,self._p.task,self.all_methods
     replay = not (self._p.rerun or self._p.inplace_seen or self._p.compiled)         # else: low precision, in-place ops, or no hook
-    maps,notes = capture_maps(model, rows, layer, self.all_methods, self._p.task, prediction_fns(self.learn.loss_func)[0],
-                              self.reshape if layer is self.capture_layer else None, split_head(model, layer) if replay else None)
+    head,act = (split_head(model, layer) if replay else None),prediction_fns(self.learn.loss_func)[0]
+    reshape = self.reshape if layer is self.capture_layer else None
+    def make(rows:dict)->tuple:
+        maps,notes = capture_maps(model, rows, layer, methods, task, act, reshape, head)
+        about = dict(task=task.name, layer=module_path(model, layer), map_size=tuple(maps['mean']['actual'].shape[-2:]), notes=notes)
+        self._warn_coarse(about)
+        return maps,about
+    return make
+
+@patch
+def _explain(self:GradCAMCallback, parts:dict)->dict:
+    "Give the kept and tracked rows their maps now (one replay for both); returns what the maps are of"
+    top,tracked,nk = parts['top'],parts['tracked'],len(parts['top']['losses'])
+    maps,about = self._map_maker()(top if tracked is None else cat_rows(top, tracked))
     drop = lambda d: None if d is None else {n:v for n,v in d.items() if n!='acts'}
     parts['top'] = drop(dict(top, maps=take_rows(maps, slice(0, nk))))
     if tracked is not None: parts['tracked'] = drop(dict(tracked, maps=take_rows(maps, slice(nk, None))))
     parts['probed'] = drop(parts['probed'])
-    return dict(task=self._p.task.name, layer=module_path(model, layer), map_size=tuple(maps['mean']['actual'].shape[-2:]), notes=notes)
+    return about
 
 @patch
-def _publish(self:GradCAMCallback, parts:dict, losses:Tensor, about:dict):
-    "Set the capture from the pass's rows and losses; warn once when its maps are coarse; in `fit`, record the pass"
-    top = to_cpu(parts['top'])
+def _publish(self:GradCAMCallback, parts:dict, losses:Tensor, about:dict, make_maps=None):
+    "Set the capture from the pass's rows and losses (`make_maps`: their maps are made when first read); in `fit`, record the pass"
+    top,model = to_cpu(parts['top']),self.explained_model
     if isinstance(self.xb[0], Tensor): top['inputs'] = top['inputs'].as_subclass(type(self.xb[0]))
-    self.capture = Capture(top, to_cpu(losses), unshard(self.learn.dl), fingerprint=state_fingerprint(self.explained_model),
-                           probe=to_cpu(parts['probed']), **about)
-    self._set_names(self.capture)
-    note = coarse_map_note(about['layer'], about['map_size'], self.min_size or 7)
-    if note and (about['layer'], about['map_size']) not in self._warned:
-        self._warned.add((about['layer'], about['map_size'])); warnings.warn(f"GradCAMCallback: {note}")
+    fp,explain = state_fingerprint(model),None
+    if make_maps is not None:
+        def explain(rows):
+            if not same_fingerprint(state_fingerprint(model), fp): raise ValueError(
+                "The maps of the last validation pass are made when first read, but the model's weights have changed since that pass "
+                "(it trained, or other weights were loaded). Run `learn.validate()` to capture the model as it is now.")
+            return make_maps(rows)
+    self.capture = Capture(top, to_cpu(losses), unshard(self.learn.dl), fingerprint=fp, probe=to_cpu(parts['probed']), explain=explain, **about)
+    self._model_id = id(model)
+    if about.get('map_size'): self._warn_coarse(about)
     if self._p.recording:
         self.history.record(self._epoch0+self.epoch, self.capture, to_cpu(parts['tracked']))
         if self._logger is not None: self._logger.log_pass(self)
 
 @patch
-def _set_names(self:GradCAMCallback, cap:Capture):
-    "The capture's rows as the callback's attributes (`idxs`, `losses`, ..., `cam_actual`), as earlier versions had them"
-    for n,v in with_summary({n: cap.rows[n] for n in row_names}).items(): setattr(self, n, v)
-    self.captured_dl,self.all_losses,self._model_id = cap.dl,cap.all_losses,id(self.explained_model)
+def _warn_coarse(self:GradCAMCallback, about:dict):
+    "Warn once per layer and size when the maps are coarser than `min_size` a side"
+    note = coarse_map_note(about['layer'], about['map_size'], self.min_size or 7)
+    if note and (about['layer'], about['map_size']) not in self._warned:
+        self._warned.add((about['layer'], about['map_size'])); warnings.warn(f"GradCAMCallback: {note}")
 
 @patch
 def after_fit(self:GradCAMCallback):
@@ -326,7 +356,6 @@ def fresh_capture(self:GradCAMCallback)->Capture|None:
     rec = self.history.matching(fp)
     if rec is None: return None
     self.capture = self.history.capture_of(rec)
-    self._set_names(self.capture)
     return self.capture
 
 @patch(as_prop=True)
@@ -364,7 +393,7 @@ def plot_cam_history(self:GradCAMCallback, items=None, method:str='gradcam', cam
 @patch
 def __getstate__(self:GradCAMCallback):
     "Pickle (e.g. in `learn.export()`) the settings only, never the captured tensors or the history"
-    skip = set(_capture_names) | {'capture','_hooks','_p','history','_logger','_warned','_loss'}
+    skip = {'capture','_hooks','_p','history','_logger','_warned','_loss'}
     return {n:v for n,v in self.__dict__.items() if n not in skip}
 
 @patch

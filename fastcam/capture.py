@@ -127,13 +127,37 @@ def capture_maps(model:nn.Module, rows:dict, layer:nn.Module, methods, task:Task
 row_names = 'idxs losses targs decoded probs inputs maps cam_actual_for cam_pred_for'.split()   # what a `Capture`'s `rows` hold
 
 class Capture:
-    "One validation pass: its top-k `rows` (with `maps`), every item's loss, its `dl`, and what the maps are of"
-    def __init__(self, rows:dict, all_losses:Tensor, dl, task:str, layer:str, map_size:tuple, notes:dict,
-                 fingerprint:Tensor|None=None, probe:dict|None=None): store_attr()
+    "One validation pass: its top-k `rows` (with `maps`, made when first read if the pass left them for later), every item's loss, its `dl`, and what the maps are of"
+    def __init__(self, rows:dict, all_losses:Tensor, dl, task:str, layer:str, map_size:tuple|None=None, notes:dict|None=None,
+                 fingerprint:Tensor|None=None, probe:dict|None=None,
+                 explain=None): # `explain(rows)->(maps, about)`, called when `rows` is first read: the maps left for later
+        store_attr('all_losses,dl,task,layer,map_size,notes,fingerprint,probe'); self._rows,self._explain = rows,explain
+
+    @property
+    def rows(self)->dict:
+        "The top-k rows with their `maps`: those left for later are made now, once"
+        if self._explain is not None:
+            maps,about = self._explain(self._rows)
+            self._rows,self._explain = dict({n:v for n,v in self._rows.items() if n!='acts'}, maps=maps),None
+            self.layer,self.map_size,self.notes = about['layer'],about['map_size'],about['notes']
+        return self._rows
+
+    @property
+    def kept(self)->dict:
+        "The top-k rows as kept, without making the maps left for later"
+        return self._rows
+
+    @property
+    def maps_made(self)->bool: return self._explain is None
+
     def about(self)->dict:
         "The task, explained layer, map size and method notes, as the display reads them"
+        self.rows
         return dict(task=self.task, layer=self.layer, map_size=self.map_size, notes=self.notes)
-    def __repr__(self): return f"Capture({len(self.rows['idxs'])} items of {len(self.all_losses)}, {self.task}, {self.layer} {self.map_size})"
+
+    def __repr__(self):
+        maps = f"{self.layer} {self.map_size}" if self.maps_made else f"{self.layer}, maps made when first read"
+        return f"Capture({len(self._rows['idxs'])} items of {len(self.all_losses)}, {self.task}, {maps})"
 
 # %% ../nbs/02_capture.ipynb #0d246486
 _position_weights = {}   # device -> 2**16 weights, 1 to 97 by position

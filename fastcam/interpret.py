@@ -50,15 +50,18 @@ def with_summary(t:dict)->dict:
     "`t` with the names earlier versions gave: `mean_maps`, `cam_actual`, `cam_pred`"
     return dict(t, mean_maps=t['maps']['mean']['actual'], cam_actual=t['maps']['gradcam']['actual'], cam_pred=t['maps']['gradcam']['predicted'])
 
-def captured_items(interp:Interpretation, idxs, methods=())->dict|None:
+def captured_items(interp:Interpretation, idxs, methods=(), with_maps:bool=True)->dict|None:
     "What `learn.grad_cam` captured for the items `idxs` of `interp.dl` (with `methods`), or `None` when it can't be used"
     cb = getattr(interp.learn, 'grad_cam', None)
     cap = cb.fresh_capture() if callable(getattr(cb, 'fresh_capture', None)) else None
-    if cap is None or cap.dl is None or cap.dl.dataset is not interp.dl.dataset or not set(methods)<=set(cap.rows['maps']): return None
-    pos = {int(i):j for j,i in enumerate(cap.rows['idxs'])}
+    if cap is None or cap.dl is None or cap.dl.dataset is not interp.dl.dataset: return None
+    kept = cap.kept                                  # no maps made yet: the table needs none
+    pos = {int(i):j for j,i in enumerate(kept['idxs'])}
     if not all(int(i) in pos for i in idxs): return None
     rows = torch.tensor([pos[int(i)] for i in idxs], dtype=torch.long)
-    if not torch.allclose(cap.rows['losses'][rows], plain(interp.losses[idxs]).float().cpu(), rtol=1e-3, atol=1e-4): return None
+    if not torch.allclose(kept['losses'][rows], plain(interp.losses[idxs]).float().cpu(), rtol=1e-3, atol=1e-4): return None
+    if not with_maps: return dict(take_rows({n: kept[n] for n in row_names if n in kept and n!='maps'}, rows), task=cap.task)
+    if not set(methods)<=set(cap.rows['maps']): return None
     return with_summary(dict(take_rows({n: cap.rows[n] for n in row_names}, rows), **cap.about()))
 
 def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=())->dict:
@@ -128,7 +131,7 @@ def top_loss_items(interp:Interpretation,
     if isinstance(k, bool) or not isinstance(k, int) or k<1: raise ValueError(f"`k` must be a positive int, got {k!r}.")
     methods = with_base_methods(methods)
     losses,idxs = interp.top_losses(min(k, len(interp.losses)), largest)
-    got = captured_items(interp, idxs, methods) if layer is None else None
+    got = captured_items(interp, idxs, methods, with_maps) if layer is None else None
     if got is not None: return got
     x,targs = items_batch(interp, idxs)
     res = dict(idxs=plain(idxs), losses=plain(losses).float(), inputs=x)
