@@ -1,5 +1,5 @@
 "mkdocs hook: the site is built from the notebooks, as nbdev would show them (Quarto, nbdev's own route, can't be installed here)."
-import json, re
+import json, os, re
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -31,6 +31,12 @@ def _flat(nav):
         if isinstance(item, dict):
             for v in item.values(): yield from (_flat(v) if isinstance(v, list) else [v])
         else: yield item
+
+def on_config(config, **kwargs):
+    "The notebooks' kernels start with docs/jupyter's settings: their own log (a warning about TCP at every start) is kept for errors"
+    paths = os.environ.get('JUPYTER_CONFIG_PATH', '')
+    os.environ['JUPYTER_CONFIG_PATH'] = os.pathsep.join(p for p in (str(ROOT/'docs'/'jupyter'), paths) if p)
+    return config
 
 def on_pre_build(config, **kwargs):
     "Write the processed notebooks of the nav into `docs_dir`, next to the hand-written pages (they are git-ignored there)"

@@ -8,6 +8,8 @@ from fastcam.history import *
 from fastcam.tensorboard import *
 from fastcam.callback import *
 from fastcam.metrics import *
+from fastcam.classes import *
 from fastcam.data import *
 from fastcam.features import *
 from fastcam.report import *
+from fastcam.attributions import *

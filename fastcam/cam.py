@@ -5,7 +5,7 @@
 # %% ../nbs/00_cam.ipynb #15e61dd6
 from __future__ import annotations
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, ExitStack
 from functools import partial
 from types import SimpleNamespace
 import math
@@ -18,8 +18,9 @@ __all__ = ['cam_methods', 'assumption_checks', 'plain', 'unwrap_model', 'is_comp
            'feature_map', 'evaluating', 'layer_output', 'model_device', 'model_dtype', 'model_input', 'full_precision',
            'mean_activation', 'as_targets', 'target_weights', 'forward_to_leaf', 'cam_method', 'mean_map', 'gradcam',
            'hirescam', 'gradcam_pp', 'xgradcam', 'layercam', 'eigencam', 'random_map', 'gaussian_map', 'Replay',
-           'scorecam', 'broken_assumptions', 'check_methods', 'replay_maps', 'cam', 'grad_cam', 'grad_cams',
-           'split_head', 'replay_head', 'module_path', 'map_shape', 'layer_maps', 'fine_enough', 'pick_layer']
+           'ablationcam', 'scorecam', 'broken_assumptions', 'check_methods', 'replay_maps', 'cam', 'grad_cam',
+           'grad_cams', 'split_head', 'replay_head', 'module_path', 'map_shape', 'layer_maps', 'fine_enough',
+           'pick_layer']
 
 # %% ../nbs/00_cam.ipynb #fff98346
 def plain(t):
@@ -206,10 +207,15 @@ def forward_to_leaf(model:nn.Module, x:Tensor, layer:nn.Module)->tuple:
 # %% ../nbs/00_cam.ipynb #4ef805dd
 cam_methods = {}
 
-def cam_method(name:str, title:str|None=None, uses:str='grads', assumes:dict|None=None):
+_grad_cost = "one backward to the layer, shared by every gradient method and target"
+
+def cam_method(name:str, title:str|None=None, uses:str='grads', assumes:dict|None=None, cost:str=_grad_cost,
+               signed:bool=False, # Its maps have both signs (attributions): drawn red for positive, blue for negative
+               resolution:str='layer', # 'layer': a map on the layer's grid; 'input': one value per input pixel
+               settings:dict|None=None): # The method's own options, which a user can change in `cam_methods[name].settings`
     "Register the decorated function as method `name` (shown as `title`); `uses`: 'grads', 'acts' or 'model'; `assumes`: see `broken_assumptions`"
     def register(f):
-        f.title,f.uses,f.assumes = title or name,uses,(assumes or {})
+        f.title,f.uses,f.assumes,f.cost,f.signed,f.resolution,f.settings = title or name,uses,(assumes or {}),cost,signed,resolution,dict(settings or {})
         cam_methods[name] = f
         return f
     return register
@@ -224,7 +230,7 @@ def _weighted_sum(weights:Tensor, acts:Tensor)->Tensor:
     return F.relu(torch.bmm(weights[:, None], acts.flatten(2))).view(len(acts), *acts.shape[2:])
 
 # %% ../nbs/00_cam.ipynb #99d1becd
-@cam_method('mean', 'mean activation', uses='acts')
+@cam_method('mean', 'mean activation', uses='acts', cost="nothing: the activations the pass kept")
 def mean_map(acts): "Channel mean of the activations: where the layer fired, whatever the class"; return acts.mean(1)
 
 @cam_method('gradcam', 'Grad-CAM')
@@ -253,7 +259,7 @@ def layercam(acts, grads):
     "Jiang et al. (2021): positive gradients times activations, position by position"
     return _weighted_sum(F.relu(grads), acts)
 
-@cam_method('eigencam', 'EigenCAM', uses='acts')
+@cam_method('eigencam', 'EigenCAM', uses='acts', cost="an SVD of each item's activations")
 def eigencam(acts):
     "Muhammad & Yeasin (2020): projection on the first principal component; its sign, arbitrary, agrees with the mean activation"
     n,c,h,w = acts.shape
@@ -264,13 +270,13 @@ def eigencam(acts):
     return F.relu(torch.where(agree, p, -p)).reshape(n, h, w)
 
 # %% ../nbs/00_cam.ipynb #2a7c0e32
-@cam_method('random', 'random (baseline)', uses='acts')
+@cam_method('random', 'random (baseline)', uses='acts', cost="nothing")
 def random_map(acts):
     "A uniform random map per item, drawn from a fixed seed: the baseline every method must beat"
     n,_,h,w = acts.shape
     return torch.rand(n, h, w, generator=torch.Generator().manual_seed(0)).to(acts.device)
 
-@cam_method('gaussian', 'centred Gaussian (baseline)', uses='acts')
+@cam_method('gaussian', 'centred Gaussian (baseline)', uses='acts', cost="nothing")
 def gaussian_map(acts):
     "A Gaussian bump in the centre, a quarter of the map's size wide: the 'objects are in the middle' baseline"
     n,_,h,w = acts.shape
@@ -282,7 +288,9 @@ def gaussian_map(acts):
 class Replay:
     "What one replay gives every method: the layer's `acts` (a leaf), the `logits` computed from them, the `model` and its inputs `x`"
     def __init__(self, acts:Tensor, logits:Tensor, model:nn.Module|None=None, x:Tensor|None=None, activation=None,
-                 reshape=None): # `reshape`: how the layer's raw output (the leaf `acts`) becomes `(n, c, h, w)`
+                 reshape=None, # `reshape`: how the layer's raw output (the leaf `acts`) becomes `(n, c, h, w)`
+                 layer:nn.Module|None=None, # The layer whose output `acts` is (for the methods that run the model again)
+                 head:nn.Module|None=None): # What follows `layer` in the model (see `split_head`); default: found from `model` and `layer`
         with torch.enable_grad(): logits = plain(logits)  # outside grad mode, `as_subclass` would cut the graph
         if logits.ndim<2: raise ValueError(f"fastcam needs the model's outputs as (n, ...) (e.g. a classifier's "
                                            f"logits (n, classes)), got shape {tuple(logits.shape)}.")
@@ -290,6 +298,7 @@ class Replay:
         self.acts = reshape(acts.detach()) if reshape is not None else acts
         self.logits,self.model,self.x = logits,model,x
         self.activation,self._masked = activation or partial(F.softmax, dim=-1),None
+        self.layer,self._head,self._ablated = layer,head,None
 
     def grads(self, weights:Tensor)->Tensor:
         "Gradients with respect to `acts` of `(w * logits).sum()` for each `w` of `weights` `(t, *logits.shape)`: `(t, n, c, h, w)`"
@@ -325,7 +334,53 @@ class Replay:
         self._masked = probs.reshape(n, c, -1)
         return self._masked
 
-@cam_method('scorecam', 'Score-CAM', uses='model')
+    @property
+    def head(self)->nn.Module|None:
+        "What follows the layer, when the model is a `Sequential` that runs it in order (see `split_head`), else `None`"
+        if self._head is None and self.model is not None and self.layer is not None: self._head = split_head(self.model, self.layer)
+        return self._head
+
+    def _rest(self, a:Tensor, items:Tensor)->Tensor:
+        "The model's outputs when the layer gives `a` (raw layout) for the inputs `x[items]`: the `head` alone, or the model with its layer's output replaced"
+        if self.head is not None: return plain(self.head(model_input(self.head, a)))
+        if self.model is None or self.x is None or self.layer is None: raise ValueError(
+            "AblationCAM runs the model again with each channel set to 0: pass the model, its inputs and the layer.")
+        h = self.layer.register_forward_hook(lambda m, i, o: a.to(o.dtype) if isinstance(o, Tensor) else a)
+        try: return plain(unwrap_model(self.model)(model_input(self.model, self.x)[items]))
+        finally: h.remove()
+
+    def ablated_logits(self, chunk:int=256)->Tensor:
+        "`(n, c, *outputs)`: the outputs with each channel of the layer's output set to 0 in turn; only what follows the layer runs when it can"
+        if self._ablated is not None: return self._ablated
+        raw = self.leaf.detach()
+        dim = 1 if self.reshape is None else raw.ndim-1      # the channels: (n, c, h, w), or last (tokens, channels-last)
+        n,c = len(raw),raw.shape[dim]
+        shape = [-1] + [1]*(raw.ndim-1); shape[dim] = c
+        out = []
+        with ExitStack() as stack:
+            for m in {id(m): m for m in (self.head, self.model) if m is not None}.values():
+                stack.enter_context(evaluating(m)); stack.enter_context(full_precision(m))
+            stack.enter_context(torch.no_grad())
+            for i in range(n):
+                for ks in torch.arange(c, device=raw.device).split(chunk):       # one row per channel set to 0
+                    keep = torch.ones(len(ks), c, device=raw.device, dtype=raw.dtype)
+                    keep[torch.arange(len(ks), device=raw.device), ks] = 0
+                    out.append(self._rest(raw[i:i+1]*keep.view(shape), torch.full((len(ks),), i, device=raw.device)).float())
+        self._ablated = torch.cat(out).view(n, c, *self.logits.shape[1:])
+        return self._ablated
+
+@cam_method('ablationcam', 'AblationCAM', uses='model', cost="a run of what follows the layer per channel and item (of the whole model when it is not a Sequential), shared by the targets",
+            assumes={'nonneg': "a channel set to 0 is absent only when 0 is its lowest value"})
+def ablationcam(r:Replay, acts:Tensor, weights:Tensor):
+    "Desai & Ramaswamy (2020): a channel's weight is the drop of the target's score when the channel is set to 0, `(y - y_k) / y`"
+    sets = len(weights)//len(r.logits)
+    ab = r.ablated_logits().flatten(2).repeat(sets, 1, 1)                  # (sets*n, c, outputs): the same for every set of targets
+    w = weights.flatten(1)
+    y = (r.logits.detach().float().flatten(1).repeat(sets, 1)*w).sum(1, keepdim=True)   # the target's score, (sets*n, 1)
+    yk = (ab*w[:, None]).sum(-1)                                            # ... with each channel set to 0, (sets*n, c)
+    return _weighted_sum(_ratio(y-yk, y.expand_as(yk)), acts)
+
+@cam_method('scorecam', 'Score-CAM', uses='model', cost="a forward of the whole model per channel and item (the input masked by the channel), shared by the targets")
 def scorecam(r:Replay, acts:Tensor, weights:Tensor):
     "Wang et al. (2020): channel weights are the class probabilities of the input masked by each channel"
     p = r.masked_probs()
@@ -379,7 +434,7 @@ def cam(model:nn.Module, x:Tensor, targets, method='gradcam', layer:nn.Module|No
     "Raw `(n, h, w)` maps of `method` for the images `x` and their classes `targets`; several methods: a dict of them"
     layer = pick_layer(model, x) if isinstance(check_layer_arg(layer), str) else resolve_layer(model, layer)
     acts,logits = forward_to_leaf(model, x, layer)
-    maps = replay_maps(Replay(acts, logits, model, x, reshape=resolve_reshape(model, layer, acts, reshape)), {'t': targets}, method)
+    maps = replay_maps(Replay(acts, logits, model, x, reshape=resolve_reshape(model, layer, acts, reshape), layer=layer), {'t': targets}, method)
     return maps[method]['t'] if isinstance(method, str) else {m: v['t'] for m,v in maps.items()}
 
 def grad_cam(model:nn.Module, x:Tensor, targets, layer:nn.Module|None=None, reshape=None)->Tensor:

@@ -107,9 +107,10 @@ def with_base_methods(methods)->list:
     "`methods` after the two every capture has: the mean activation and Grad-CAM"
     return list(dict.fromkeys(['mean', 'gradcam', *(check_methods(methods) if methods else [])]))
 
-def explain_maps(r:Replay, ex:dict, methods, task:Task|None=None)->dict:
-    "`{method: {'actual'|'predicted'|'contrast': (n, h, w)}}` for the rows `ex` (see `explain_targets`)"
-    maps = replay_maps(r, cam_targets(ex, task), methods)
+def explain_maps(r:Replay, ex:dict, methods, task:Task|None=None, cam_fors=None)->dict:
+    "`{method: {'actual'|'predicted'|'contrast': (n, h, w)}}` for the rows `ex` (see `explain_targets`); `cam_fors`: only those"
+    targets = cam_targets(ex, task)
+    maps = replay_maps(r, targets if cam_fors is None else {o: targets[o] for o in cam_fors}, methods)
     wrong = (ex['cam_pred_for']!=ex['cam_actual_for']).to(r.acts.device)[:, None, None]
     for m in maps:
         if 'contrast' in maps[m]: maps[m]['contrast'] = maps[m]['contrast']*wrong   # correct: nothing to contrast
@@ -120,7 +121,7 @@ def capture_maps(model:nn.Module, rows:dict, layer:nn.Module, methods, task:Task
     "`(maps, notes)` of `rows` at `layer`: the `head` replayed on `rows['acts']` when given, else `rows['inputs']` re-run once"
     model = unwrap_model(model)
     acts,out = replay_head(head, rows['acts']) if head is not None else forward_to_leaf(model, rows['inputs'], layer)
-    r = Replay(acts, out, model, rows['inputs'], activation, reshape if head is not None else resolve_reshape(model, layer, acts, reshape))
+    r = Replay(acts, out, model, rows['inputs'], activation, reshape if head is not None else resolve_reshape(model, layer, acts, reshape), layer, head)
     return explain_maps(r, rows, methods, task),broken_assumptions(r.acts, methods)
 
 # %% ../nbs/02_capture.ipynb #f19fc285

@@ -40,14 +40,16 @@ def parser()->argparse.ArgumentParser:
     d.add_argument('--force', action='store_true', help="replace the results another command left in --out")
     r = sub.add_parser('report', help="explain the top losses of your exported learner on a labelled image folder",
         description="Load a learner saved with `learn.export()`, validate it on DATA_DIR (one sub-folder of images per "
-                    "class; or the valid/ split of a folder with train/ and valid/) and write the top-losses figure and "
-                    "table. Unreadable images are skipped and listed. WARNING: loading a pickled learner runs code from "
+                    "class; or the valid/ split of a folder with train/ and valid/; default: the folder it was trained from) and "
+                    "write the top-losses figure and table, with the method method='auto' picks on this model (as `fastcam demo`). "
+                    "Unreadable images are skipped and listed. WARNING: loading a pickled learner runs code from "
                     "that file: only load files you trust.")
     r.add_argument('model', help="the .pkl written by learn.export() (trusted files only: unpickling runs code)")
-    r.add_argument('data_dir', help="folder with one sub-folder of images per class, named after the model's classes "
-                   "(a folder with train/ and valid/ splits: its valid/ is used)")
+    r.add_argument('data_dir', nargs='?', default=None, help="folder with one sub-folder of images per class, named after the model's "
+                   "classes (a folder with train/ and valid/ splits: its valid/ is used); default: the folder the learner was trained from")
     r.add_argument('--k', type=_positive_int, default=9, help="how many top losses to show (default: %(default)s)")
-    r.add_argument('--out', default='fastcam-out', help="folder for top_losses.png and top_losses.csv (default: %(default)s)")
+    r.add_argument('--out', default='fastcam-report', help="folder for top_losses.png and top_losses.csv (default: %(default)s; "
+                   "a second run into the same folder replaces the first, and says so)")
     r.add_argument('--smallest', action='store_true', help="also write smallest_losses.png and .csv: the k best-explained items")
     r.add_argument('--html', action='store_true', help="also write report.html: one self-contained file (images embedded, "
                    "opens offline) with the gallery, every method's maps, a sortable table and the most-confused classes")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_data.ipynb #f1973c45
 from __future__ import annotations
-import hashlib, tempfile
+import hashlib, os, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image
@@ -16,8 +16,9 @@ from fastai.vision.data import ImageDataLoaders, ImageBlock, MaskBlock
 from fastai.layers import ConvLayer, Flatten
 
 # %% auto #0
-__all__ = ['digit_codes', 'digit_images', 'digit_scene', 'digit_scenes', 'write_scenes', 'read_scenes', 'scenes_path',
-           'write_masks', 'digit_dls', 'item_scenes', 'digit_cnn']
+__all__ = ['digit_codes', 'digit_images', 'digit_scene', 'mark_image', 'shortcut_spec', 'mark_box', 'plant_marks', 'digit_scenes',
+           'write_scenes', 'read_scenes', 'scenes_path', 'write_masks', 'digit_dls', 'item_scenes', 'digit_cnn',
+           'digit_learner']
 
 # %% ../nbs/09_data.ipynb #d1679aa2
 def digit_images(held_out:bool=False)->tuple:
@@ -61,20 +62,67 @@ def digit_scene(rng:np.random.Generator, digits:np.ndarray, labels:np.ndarray, n
         labs.append(int(labels[i])); boxes.append(box)
     return (canvas*255).round().astype(np.uint8), labs, boxes
 
+# %% ../nbs/09_data.ipynb #fdbbe9e8
+def mark_image(mark:str='checker', size:int=8)->np.ndarray:
+    "A `size` x `size` mark in [0, 1]: 'checker' (squares of `size//4` pixels), 'square' (bright, dark border) or 'cross'"
+    i = np.arange(size)
+    if mark=='checker': return (((i[:, None]//max(1, size//4)) + (i[None]//max(1, size//4))) % 2).astype(np.float32)
+    if mark=='square':
+        m = np.ones((size, size), np.float32); m[[0, -1]] = m[:, [0, -1]] = 0; return m
+    if mark=='cross':
+        c = (i>=size//2-max(1, size//8)) & (i<size//2+max(1, size//8))
+        return (c[:, None] | c[None]).astype(np.float32)
+    raise ValueError(f"`mark` can be 'checker', 'square' or 'cross', got {mark!r}.")
+
+_places = ('top-left', 'top-right', 'bottom-left', 'bottom-right', 'centre')
+
+def shortcut_spec(shortcut)->dict|None:
+    "`shortcut` (a class name, or a dict with `label` and any of `place`, `mark`, `size`, `share`) with every field filled in"
+    if shortcut is None: return None
+    spec = {'place': 'top-left', 'mark': 'checker', 'size': 8, 'share': 1.0, **(shortcut if isinstance(shortcut, dict) else {'label': shortcut})}
+    if 'label' not in spec: raise ValueError(f"`shortcut` needs the `label` of the class to mark, got {shortcut!r}.")
+    if not (isinstance(spec['place'], (tuple, list)) and len(spec['place'])==2) and spec['place'] not in _places:
+        raise ValueError(f"`place` can be one of {', '.join(map(repr, _places))} or the (x, y) pixel of the mark's top-left corner, got {spec['place']!r}.")
+    mark_image(spec['mark'], int(spec['size']))
+    return dict(spec, label=str(spec['label']), place=tuple(spec['place']) if isinstance(spec['place'], list) else spec['place'])
+
+def mark_box(spec:dict, size:int)->tuple:
+    "`(x0, y0, x1, y1)`: where the mark of `spec` sits in a `size`-pixel scene (2 pixels from the edge at a corner)"
+    s,place = int(spec['size']),spec['place']
+    if isinstance(place, tuple): x,y = map(int, place)
+    else:
+        far = size-s-2
+        x,y = dict(zip(_places, [(2, 2), (far, 2), (2, far), (far, far), ((size-s)//2, (size-s)//2)]))[place]
+    return (x, y, x+s, y+s)
+
+def plant_marks(df:pd.DataFrame, shortcut=None, seed:int=0)->pd.DataFrame:
+    "The scenes `df` with the mark of `shortcut` on the images of its class (a `share` of them, drawn from `seed`) and a `mark` column: its box, or `None`"
+    spec = shortcut_spec(shortcut)
+    if spec is None: return df                              # no shortcut: the scenes as they were, three columns
+    rng = np.random.default_rng(seed+7919)                  # its own draws: the scenes stay those without the mark
+    size = df.image.iloc[0].shape[0] if len(df) else 64
+    x0,y0,x1,y1 = box = mark_box(spec, size)
+    stamp = (mark_image(spec['mark'], int(spec['size']))*255).astype(np.uint8)
+    hit = [spec['label'] in map(str, labs) and rng.random()<spec['share'] for labs in df.labels]
+    images = [img.copy() for img in df.image]
+    for img,h in zip(images, hit):
+        if h: img[y0:y1, x0:x1] = stamp
+    return df.assign(image=images, mark=[box if h else None for h in hit])
+
 # %% ../nbs/09_data.ipynb #be771042
-def digit_scenes(n:int, size:int=64, max_digits:int=1, seed:int=0, held_out:bool=False)->pd.DataFrame:
-    "`n` scenes with 1 to `max_digits` digits: a DataFrame with `image`, `labels` and `boxes` columns"
+def digit_scenes(n:int, size:int=64, max_digits:int=1, seed:int=0, held_out:bool=False, shortcut=None)->pd.DataFrame:
+    "`n` scenes with 1 to `max_digits` digits: a DataFrame with `image`, `labels` and `boxes` columns (and `mark` with a `shortcut`, see `plant_marks`)"
     rng = np.random.default_rng(seed)
     digits,labels = digit_images(held_out)
     rows = [digit_scene(rng, digits, labels, int(rng.integers(1, max_digits+1)), size) for _ in range(n)]
-    return pd.DataFrame(rows, columns=['image','labels','boxes'])
+    return plant_marks(pd.DataFrame(rows, columns=['image','labels','boxes']), shortcut, seed)
 
 # %% ../nbs/09_data.ipynb #219d3b4a
-def write_scenes(path:Path, n_train:int=2000, n_valid:int=500, size:int=64, max_digits:int=1, seed:int=0)->pd.DataFrame:
+def write_scenes(path:Path, n_train:int=2000, n_valid:int=500, size:int=64, max_digits:int=1, seed:int=0, shortcut=None)->pd.DataFrame:
     "Write train and valid scenes as PNGs under `path` (class folders when `max_digits==1`) and `path/scenes.csv`"
     path = Path(path)
-    parts = [digit_scenes(n_train, size, max_digits, seed).assign(is_valid=False),
-             digit_scenes(n_valid, size, max_digits, seed+1, held_out=True).assign(is_valid=True)]
+    parts = [digit_scenes(n_train, size, max_digits, seed, shortcut=shortcut).assign(is_valid=False),
+             digit_scenes(n_valid, size, max_digits, seed+1, held_out=True, shortcut=shortcut).assign(is_valid=True)]
     df = pd.concat(parts, ignore_index=True)
     def fname(i, r):
         folder = 'valid' if r.is_valid else 'train'
@@ -84,6 +132,7 @@ def write_scenes(path:Path, n_train:int=2000, n_valid:int=500, size:int=64, max_
         (path/f).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(path/f)
     df['label'] = df.labels.map(lambda o: ';'.join(map(str, o)))
+    if 'mark' in df: df['mark'] = df.mark.map(str)     # `None` or the mark's box, read back by `read_scenes`
     df = df.drop(columns='image')
     df.to_csv(path/'scenes.csv', index=False)
     return df
@@ -92,17 +141,31 @@ def write_scenes(path:Path, n_train:int=2000, n_valid:int=500, size:int=64, max_
 def read_scenes(path:Path)->pd.DataFrame:
     "The `scenes.csv` written by `write_scenes`, with `labels` and `boxes` as lists again"
     import ast
-    df = pd.read_csv(Path(path)/'scenes.csv')
-    for c in ('labels','boxes'): df[c] = df[c].map(ast.literal_eval)
+    df = pd.read_csv(Path(path)/'scenes.csv', keep_default_na=False)
+    for c in ('labels','boxes','mark'):
+        if c in df: df[c] = df[c].map(ast.literal_eval)
     return df
 
 # %% ../nbs/09_data.ipynb #ee4a30b6
-def scenes_path(n_train:int, n_valid:int, size:int, max_digits:int, seed:int, root:Path|None=None)->Path:
+def scenes_path(n_train:int, n_valid:int, size:int, max_digits:int, seed:int, root:Path|None=None, shortcut=None)->Path:
     "A folder under `root` (default: the temporary directory's `fastcam_digits`) for these scenes, written once and reused"
-    key = hashlib.md5(repr((n_train, n_valid, size, max_digits, seed)).encode()).hexdigest()[:10]
+    spec = shortcut_spec(shortcut)
+    key = hashlib.md5(repr((n_train, n_valid, size, max_digits, seed) + ((tuple(sorted(spec.items())),) if spec else ())).encode()).hexdigest()[:10]
     path = Path(root or Path(tempfile.gettempdir())/'fastcam_digits')/key
-    if not (path/'scenes.csv').exists(): write_scenes(path, n_train, n_valid, size, max_digits, seed)
+    if not (path/'scenes.csv').exists(): _write_once(path, lambda tmp: write_scenes(tmp, n_train, n_valid, size, max_digits, seed, shortcut))
     return path
+
+def _write_once(path:Path, write):
+    "Call `write` on a fresh folder beside `path`, then move it to `path` (two processes writing the same scenes at once both end well)"
+    import shutil
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
+    try:
+        write(tmp)
+        try: tmp.rename(path)
+        except OSError:
+            if not (path/'scenes.csv').exists(): raise    # else another process wrote the same scenes first
+    finally: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/09_data.ipynb #702ec5fa
 digit_codes = ['background', *[str(i) for i in range(10)]]
@@ -121,12 +184,14 @@ def write_masks(path:Path, df:pd.DataFrame, threshold:float=0.6)->Path:
     return out
 
 def digit_dls(path:Path|None=None, n_train:int=2000, n_valid:int=500, size:int=64, max_digits:int=1, seed:int=0,
-              bs:int=64, task:str='classification', **kwargs)->ImageDataLoaders:
-    "Grayscale `DataLoaders` of digit scenes for `task` ('classification', 'segmentation' or 'regression'); `dls.scenes` holds labels and boxes"
+              bs:int=64, task:str='classification',
+              shortcut=None, # Plant a mark on every image of one class, train and valid: a class name, or a dict (see `shortcut_spec`)
+              **kwargs)->ImageDataLoaders:
+    "Grayscale `DataLoaders` of digit scenes for `task` ('classification', 'segmentation' or 'regression'); `dls.scenes` holds labels, boxes and marks"
     if task not in ('classification', 'segmentation', 'regression'):
         raise ValueError(f"`task` can be 'classification', 'segmentation' or 'regression', got {task!r}.")
-    if path is None: path = scenes_path(n_train, n_valid, size, max_digits, seed)
-    elif not (Path(path)/'scenes.csv').exists(): write_scenes(path, n_train, n_valid, size, max_digits, seed)
+    if path is None: path = scenes_path(n_train, n_valid, size, max_digits, seed, shortcut=shortcut)
+    elif not (Path(path)/'scenes.csv').exists(): write_scenes(path, n_train, n_valid, size, max_digits, seed, shortcut)
     df,kw,vocab = read_scenes(path),dict(bs=bs, num_workers=0, **kwargs),[str(i) for i in range(10)]
     df['height'] = df.boxes.map(lambda b: (b[0][3]-b[0][1])/size)
     if task=='segmentation':
@@ -156,3 +221,25 @@ def digit_cnn(n_out:int=10, n_in:int=1)->nn.Sequential:
     body = nn.Sequential(ConvLayer(n_in, 16, stride=2), ConvLayer(16, 32, stride=2), ConvLayer(32, 64, stride=2),
                          ConvLayer(64, 64), ConvLayer(64, 128))
     return nn.Sequential(body, nn.Sequential(nn.AdaptiveAvgPool2d(1), Flatten(), nn.Linear(128, n_out)))
+
+# %% ../nbs/09_data.ipynb #1fbb6f2d
+def digit_learner(n_train:int=2000, n_valid:int=500, epochs:int=8, lr:float=1e-2, seed:int=0, cbs=None,
+                  shortcut=None, # As `digit_dls`: a mark planted on one class
+                  path:Path|None=None, **kwargs):
+    "A `Learner` of `digit_cnn` on digit scenes, trained once with `fit_one_cycle(epochs, lr)`; its weights are kept beside the scenes and loaded by later calls"
+    from fastai.learner import Learner
+    from fastai.metrics import accuracy
+    from fastai.torch_core import set_seed
+    import fastai.callback.schedule   # `fit_one_cycle`
+    set_seed(seed, reproducible=True)   # first: the DataLoaders draw their shuffling seed when made
+    dls = digit_dls(path, n_train=n_train, n_valid=n_valid, seed=seed, shortcut=shortcut, **kwargs)
+    set_seed(seed, reproducible=True)
+    learn = Learner(dls, digit_cnn(dls.c), metrics=accuracy)
+    weights = Path(dls.path)/f"digit_cnn-{epochs}-{lr}-{seed}-{dls.bs}.pth"
+    if weights.exists(): learn.model.load_state_dict(torch.load(weights))
+    else:
+        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
+        tmp = weights.with_name(f".{weights.name}.{os.getpid()}")
+        torch.save(learn.model.state_dict(), tmp); os.replace(tmp, weights)   # whole or not at all, for readers in other processes
+    if cbs is not None: learn.add_cbs(cbs)
+    return learn

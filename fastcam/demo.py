@@ -27,7 +27,7 @@ def batched_maps(model, x, targets:dict, methods, activation=None, layer=None)->
     layer,parts = layer or default_layer(model),[]
     for s in _batched(len(x)):
         acts,logits = forward_to_leaf(model, x[s], layer)
-        parts.append(replay_maps(Replay(acts, logits, model, x[s], activation, resolve_reshape(model, layer, acts)), {n: t[s] for n,t in targets.items()}, methods))
+        parts.append(replay_maps(Replay(acts, logits, model, x[s], activation, resolve_reshape(model, layer, acts), layer), {n: t[s] for n,t in targets.items()}, methods))
     return {m: {n: torch.cat([p[m][n] for p in parts]).cpu() for n in targets} for m in parts[0]}
 
 def correct_items(learn, dl)->tuple:

@@ -134,7 +134,8 @@ def plot_cam_history(h:History,
                 _corner(ax, f"epoch {rec['epoch']}: not recorded:\nnot in the top-k", 0.5, 'center')
                 continue
             p = int(pos[0])
-            show_cam(img, t['maps'][method]['actual' if method=='mean' else cam_for][p], ax, top_loss_caption(vocab, t, p, cam_for), alpha, cmap, **kwargs)
+            show_cam(img, t['maps'][method]['actual' if method=='mean' else cam_for][p], ax, top_loss_caption(vocab, t, p, cam_for), alpha, cmap,
+                     signed=cam_methods[method].signed, **kwargs)
             _corner(ax, f"epoch {rec['epoch']}" + (", in the top-k" if t['in_top_k'][p] else ''))
         axs[r*m].text(-0.08, 0.5, f"item {i}", transform=axs[r*m].transAxes, rotation=90, ha='right', va='center', fontsize=10, weight='bold')
     fig.tight_layout(rect=(0.03, 0, 1, 0.97), h_pad=1.2)

@@ -48,7 +48,8 @@ _explained = 'targs probs decoded cam_actual_for cam_pred_for'.split()
 
 def with_summary(t:dict)->dict:
     "`t` with the names earlier versions gave: `mean_maps`, `cam_actual`, `cam_pred`"
-    return dict(t, mean_maps=t['maps']['mean']['actual'], cam_actual=t['maps']['gradcam']['actual'], cam_pred=t['maps']['gradcam']['predicted'])
+    m = t['maps']
+    return dict(t, mean_maps=m['mean'].get('actual'), cam_actual=m['gradcam'].get('actual'), cam_pred=m['gradcam'].get('predicted'))
 
 def captured_items(interp:Interpretation, idxs, methods=(), with_maps:bool=True)->dict|None:
     "What `learn.grad_cam` captured for the items `idxs` of `interp.dl` (with `methods`), or `None` when it can't be used"
@@ -64,8 +65,8 @@ def captured_items(interp:Interpretation, idxs, methods=(), with_maps:bool=True)
     if not set(methods)<=set(cap.rows['maps']): return None
     return with_summary(dict(take_rows({n: cap.rows[n] for n in row_names}, rows), **cap.about()))
 
-def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=())->dict:
-    "The maps of `x` (mean activation, Grad-CAM and `methods`, for each target of the task), in one forward and one backward"
+def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=(), cam_fors=None)->dict:
+    "The maps of `x` (mean activation, Grad-CAM and `methods`, for each target of the task, or those of `cam_fors`), in one forward and one backward"
     layer = explained_layer(learn, layer, x)
     model = unwrap_model(learn.model)
     acts,out = forward_to_leaf(model, x, layer)
@@ -73,9 +74,9 @@ def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=())->dict:
     ex = explain_targets(learn, out, targs, task=task)
     cb = getattr(learn, 'grad_cam', None)
     reshape = getattr(cb, 'reshape', None) if getattr(cb, 'capture_layer', None) is layer else None
-    r = Replay(acts, out, model, x, prediction_fns(learn.loss_func)[0], resolve_reshape(model, layer, acts, reshape))
+    r = Replay(acts, out, model, x, prediction_fns(learn.loss_func)[0], resolve_reshape(model, layer, acts, reshape), layer)
     methods = with_base_methods(methods)
-    maps = to_cpu(explain_maps(r, ex, methods, task))
+    maps = to_cpu(explain_maps(r, ex, methods, task, cam_fors))
     path,shape = module_path(model, layer),tuple(r.acts.shape[-2:])
     return with_summary({**{n: ex[n].cpu() for n in _explained}, 'maps': maps, 'task': task.name, 'layer': path,
                          'map_size': shape, 'notes': broken_assumptions(r.acts, methods)})

@@ -19,8 +19,8 @@ from .plots import tile_scorers, method_pickers, check_cam_for, fmt_prob, class_
 __all__ = ['score_metrics', 'better', 'auto_candidates', 'map_peaks', 'points_at', 'pointing_game', 'class_discrimination',
            'interactive', 'progress', 'upsample_maps', 'blur', 'baseline_image', 'class_probs', 'perturbation_curves',
            'curve_auc', 'deletion', 'insertion', 'confidence_change', 'average_drop', 'increase_in_confidence',
-           'spearman', 'cascade_layers', 'randomization_test', 'faithfulness', 'tile_notes', 'probe_items',
-           'pick_method']
+           'spearman', 'cascade_layers', 'randomization_test', 'faithfulness', 'tile_notes', 'probe_items', 'memo_of',
+           'pick_method', 'method_ranking']
 
 # %% ../nbs/08_metrics.ipynb #22b4def5
 def map_peaks(maps:torch.Tensor, img_size:tuple)->torch.Tensor:
@@ -197,25 +197,38 @@ score_metrics = ('deletion', 'insertion', 'avg_drop', 'increase', 'randomization
 better = dict(deletion='lower', insertion='higher', avg_drop='lower', increase='higher', randomization='lower')
 _curves = dict(deletion=deletion, insertion=insertion)
 
+def _repeat(targets, reps:int):
+    "`targets` for the items repeated `reps` times (an int applies to all)"
+    t = torch.as_tensor(plain(targets))
+    return t if t.ndim==0 else t.repeat(reps, *[1]*(t.ndim-1))
+
 def faithfulness(model:nn.Module, x:Tensor, maps:dict, targets, metrics=score_metrics, steps:int=20, baseline='blur',
-                 activation=None, layer:nn.Module|None=None, min_range:float=0.1)->pd.DataFrame:
-    "One row per item and method of `maps` (`{method: (n, h, w)}`, made at `layer`), one column per metric, the random map's beside"
+                 activation=None, layer:nn.Module|None=None, min_range:float=0.1, show_progress:bool=True,
+                 random_draws:int=8, # Random maps per item: the `random` row and `*_random` are their mean; a verdict must beat it by their spread
+                 min_auc:float=0.05, # Below this random-map deletion AUC the class goes whatever is removed: no verdict (`measurable` is False)
+                )->pd.DataFrame:
+    "One row per item and method of `maps` (`{method: (n, h, w)}`, made at `layer`), one column per metric, the random maps' beside"
     unknown = [m for m in metrics if m not in score_metrics]
     if unknown: raise ValueError(f"unknown metric(s) {unknown}: choose among {', '.join(map(repr, score_metrics))}.")
     n,(h,w) = len(x),next(iter(maps.values())).shape[-2:]
-    rnd_map = maps.get('random', cam_methods['random'](torch.zeros(n, 1, h, w)))
-    curve = lambda c, mp: _curves[c](model, x, mp, targets, steps, baseline, activation)
-    rnd = {c: curve(c, rnd_map) for c in _curves if c in metrics}      # the bar every map must clear
+    def curve(c, mp, reps=1):
+        return _curves[c](model, x.repeat(reps, *[1]*(x.ndim-1)) if reps>1 else x, mp, _repeat(targets, reps), steps, baseline, activation)
+    draws = torch.stack([torch.rand(n, h, w, generator=torch.Generator().manual_seed(s)) for s in range(random_draws)])   # draw 0: `random`
+    rnd = {c: curve(c, draws.flatten(0, 1), random_draws).view(random_draws, n) for c in _curves if c in metrics}
+    spread = {c: v.std(0) if random_draws>1 else torch.zeros(n) for c,v in rnd.items()}
+    rnd = {c: v.mean(0) for c,v in rnd.items()}                         # the bar every map must clear
     p = class_probs(model, x, targets, activation)
-    ok = (p>=min_range).tolist()
+    ok = ((p>=min_range) & (rnd['deletion'].to(p.device)>=min_auc if 'deletion' in rnd else True)).tolist()
     if 'randomization' in metrics:
         r = randomization_test(model, x, targets, list(maps), layer, steps=1).set_index(['method', 'item']).spearman
     rows = []
-    for m,mp in progress(maps.items(), len(maps), 'scoring the maps'):
+    for m,mp in (progress(maps.items(), len(maps), 'scoring the maps') if show_progress else maps.items()):
         d = dict(item=range(n), method=m)
         for c in rnd:
             d[c] = rnd[c] if m=='random' else curve(c, mp)
-            if c=='deletion': d['beats_random'] = [bool(b) if o else None for b,o in zip((d[c]<rnd[c]).tolist(), ok)]
+            if c=='deletion':
+                clear = (d[c] < rnd[c]-spread[c].clamp(min=0.01)).tolist()    # better than the random maps by more than they differ
+                d['beats_random'] = [bool(b) if o else None for b,o in zip(clear, ok)]
         if {'avg_drop', 'increase'} & set(metrics):
             y,o = confidence_change(model, x, mp, targets, activation)
             if 'avg_drop' in metrics: d['avg_drop'] = _drop(y, o)
@@ -268,7 +281,7 @@ def tile_notes(interp, t:dict, method:str, cam_for:str, metric:str)->list:
     targets,learn = _items_for_scores(interp, t, cam_for),interp.learn
     act,vocab = prediction_fns(learn.loss_func)[0],vocab_of(interp)
     def score(maps, cls):
-        df = faithfulness(learn.model, t['inputs'], {method: maps, 'random': cam_methods['random'](maps[:, None])}, cls, [metric], activation=act)
+        df = faithfulness(learn.model, t['inputs'], {method: maps, 'random': cam_methods['random'](maps[:, None])}, cls, [metric], activation=act, show_progress=False)
         return df[df.method==method].reset_index(drop=True),df[df.method=='random'].reset_index(drop=True)
     mine,rnd = score(t['maps'][method]['actual' if method=='mean' else cam_for], targets)
     wrong = (t['cam_pred_for']!=t['cam_actual_for']).tolist()
@@ -276,7 +289,9 @@ def tile_notes(interp, t:dict, method:str, cam_for:str, metric:str)->list:
     notes = []
     for i in range(len(mine)):
         if mine.measurable[i] or metric not in _curves: notes.append(_score_note(metric, mine.iloc[i], rnd.iloc[i])); continue
-        note = f"{_score_names[metric]}: not measurable (p {fmt_prob(mine.probability[i])}, can't move)"
+        why = (f"p {fmt_prob(mine.probability[i])}, can't move" if mine.probability[i]<0.1 else
+               f"random maps' AUC {rnd.iloc[i][metric]:.2f}: any deletion removes the class")
+        note = f"{_score_names[metric]}: not measurable ({why})"
         if pred is not None and wrong[i] and pred[0].measurable[i]:
             note += f"\npredicted {class_name(vocab, t['cam_pred_for'][i])}'s map: " + _score_note(metric, pred[0].iloc[i], pred[1].iloc[i])
         notes.append(note)
@@ -285,7 +300,7 @@ def tile_notes(interp, t:dict, method:str, cam_for:str, metric:str)->list:
 tile_scorers.update({m: partial(tile_notes, metric=m) for m in ('deletion', 'insertion', 'avg_drop', 'increase')})
 
 # %% ../nbs/08_metrics.ipynb #81208e85
-auto_candidates = ('gradcam', 'hirescam', 'gradcam++', 'xgradcam', 'layercam')
+auto_candidates = ['gradcam', 'hirescam', 'gradcam++', 'xgradcam', 'layercam', 'ablationcam']   # what `rank_methods` ranks (`fastcam.attributions` adds Captum's)
 
 def probe_items(interp, n:int=12)->tuple:
     "Inputs and targets of correctly classified validation items: the capture's probes, else the right ones among the `n` smallest losses"
@@ -301,7 +316,7 @@ def probe_items(interp, n:int=12)->tuple:
 
 @patch
 def rank_methods(self:Interpretation,
-    methods=auto_candidates, # Methods to rank
+    methods=None, # Methods to rank; default: `auto_candidates`
     n:int=12, # At most this many items, when the capture has no probes
     steps:int=8, # Steps of deletion and insertion
     layer:nn.Module|None=None, # Layer to explain instead of the callback's
@@ -310,24 +325,28 @@ def rank_methods(self:Interpretation,
     "Each method's mean deletion and insertion of the predicted class on correctly classified validation items, best first (`score`: insertion - deletion)"
     x,y = probe_items(self, n)
     if not len(x): raise ValueError("rank_methods needs correctly classified validation items, and the model has none yet: train it first.")
-    methods = check_methods(methods)
-    t = compute_maps(self.learn, x, y, layer, methods)
+    methods = check_methods(methods if methods is not None else auto_candidates)
+    t = compute_maps(self.learn, x, y, layer, methods, cam_fors=('predicted',))
     if t['task'] not in ('classification', 'multi-label'): raise ValueError(
         f"rank_methods scores the class probability of correctly classified items; a {t['task']} model has none: pass `method=` yourself.")
     maps = {m: t['maps'][m]['predicted'] for m in methods}
     maps.setdefault('random', cam_methods['random'](maps[methods[0]][:, None]))
     df = faithfulness(self.learn.model, x, maps, t['cam_pred_for'], ['deletion', 'insertion'], steps, baseline,
-                      prediction_fns(self.learn.loss_func)[0])
+                      prediction_fns(self.learn.loss_func)[0], show_progress=False, random_draws=1)
     res = df.groupby('method', sort=False)[['deletion', 'insertion']].mean()
     res['score'] = res.insertion-res.deletion
     res['assumption'] = [t['notes'].get(m, '') for m in res.index]
     return res.assign(n=len(x), layer=t['layer']).sort_values('score', ascending=False)
 
-def pick_method(interp, layer=None)->tuple:
-    "`(method, why)`: the best of `rank_methods` whose assumptions hold, and why it was picked"
+def memo_of(interp, layer=None):
+    "Where an analysis of `interp` is remembered: the callback's fresh capture of the same data (for its layer), else the interpretation"
     cb = getattr(interp.learn, 'grad_cam', None)
     cap = cb.fresh_capture() if callable(getattr(cb, 'fresh_capture', None)) else None
-    memo = cap if cap is not None and layer is None else interp
+    return cap if cap is not None and layer is None and cap.dl is not None and cap.dl.dataset is interp.dl.dataset else interp
+
+def pick_method(interp, layer=None)->tuple:
+    "`(method, why)`: the best of `rank_methods` whose assumptions hold, and why it was picked"
+    memo = memo_of(interp, layer)
     if getattr(memo, '_auto_method', None) is not None: return memo._auto_method
     try: r = interp.rank_methods(layer=layer)
     except ValueError as e: return 'gradcam',f"method='auto' kept Grad-CAM: {e}"
@@ -336,7 +355,11 @@ def pick_method(interp, layer=None)->tuple:
     others = ', '.join(f"{cam_methods[m].title} {s:.2f}" for m,s in r.score.items() if m not in (best, 'random'))
     why = (f"method='auto' picked {cam_methods[best].title}: insertion - deletion {r.score[best]:.2f} on {int(r.n.iloc[0])} correctly "
            f"classified validation items (predicted class), against {others}; the random map {r.score.get('random', float('nan')):.2f}.")
-    memo._auto_method = (best, why)
+    memo._auto_method,memo._auto_ranking = (best, why),r
     return memo._auto_method
+
+def method_ranking(interp, layer=None)->pd.DataFrame|None:
+    "The `rank_methods` table behind method='auto''s pick on `interp` (see `pick_method`), or `None` when it picked nothing yet"
+    return getattr(memo_of(interp, layer), '_auto_ranking', None)
 
 method_pickers['auto'] = pick_method

@@ -5,7 +5,7 @@
 # %% ../nbs/04_plots.ipynb #6e976cec
 from __future__ import annotations
 import textwrap
-import torch, torch.nn as nn, matplotlib.pyplot as plt
+import numpy as np, torch, torch.nn as nn, matplotlib, matplotlib.pyplot as plt
 from fastcore.basics import patch
 from fastcore.foundation import L
 from fastai.interpret import Interpretation
@@ -16,15 +16,17 @@ from .capture import take_rows
 from .interpret import *
 
 # %% auto #0
-__all__ = ['caption_headers', 'tile_scorers', 'method_pickers', 'display_range', 'normalize_map', 'is_empty_map', 'show_cam',
-           'show_mask', 'fmt_prob', 'class_name', 'top_loss_caption', 'panel_label', 'check_cam_for', 'resolve_method',
-           'group_panels', 'figure_title', 'figure_notes', 'add_footer', 'draw_items']
+__all__ = ['caption_headers', 'tile_scorers', 'method_pickers', 'display_range', 'normalize_map', 'signed_rgba', 'is_empty_map',
+           'show_cam', 'show_mask', 'fmt_prob', 'class_name', 'top_loss_caption', 'panel_label', 'shown_maps',
+           'check_cam_for', 'resolve_method', 'group_panels', 'figure_title', 'figure_notes', 'add_footer',
+           'draw_items']
 
 # %% ../nbs/04_plots.ipynb #0be25575
-def display_range(maps:torch.Tensor, scale:str='each')->torch.Tensor:
-    "`(n, 2)` low and high values that map to 0 and 1: each map's own min and max, or one `'shared'` range for all"
+def display_range(maps:torch.Tensor, scale:str='each', signed:bool=False)->torch.Tensor:
+    "`(n, 2)` low and high values that map to 0 and 1: each map's own min and max (`signed`: minus and plus its largest absolute value), or one `'shared'` range for all"
     flat = maps.float().reshape(len(maps), -1)
     lo,hi = flat.min(1).values,flat.max(1).values
+    if signed: hi = flat.abs().max(1).values; lo = -hi
     if scale=='shared': lo,hi = lo.min().expand(len(maps)),hi.max().expand(len(maps))
     return torch.stack([lo, hi], 1)
 
@@ -33,6 +35,15 @@ def normalize_map(m:torch.Tensor, lo=None, hi=None)->torch.Tensor:
     m = m.float()
     lo,hi = (m.min() if lo is None else lo),(m.max() if hi is None else hi)
     return ((m-lo)/(hi-lo)).clamp(0, 1) if hi>lo else torch.zeros_like(m)
+
+def signed_rgba(m:torch.Tensor, lo=None, hi=None, alpha:float=0.6, cmap:str='RdBu_r')->np.ndarray:
+    "A signed map `(h, w)` as RGBA: red where it is positive, blue where negative, as opaque as it is far from 0 (`hi`: the value drawn at full colour)"
+    m = m.float()
+    top = float(max(abs(lo), abs(hi))) if lo is not None else float(m.abs().max())
+    v = (m/top).clamp(-1, 1) if top>0 else torch.zeros_like(m)
+    rgba = matplotlib.colormaps[cmap](((v+1)/2).numpy())
+    rgba[..., 3] = alpha*v.abs().numpy()
+    return rgba
 
 def is_empty_map(m:torch.Tensor)->bool:
     "Whether `m` is all zero: no positive evidence at all after Grad-CAM's ReLU"
@@ -46,13 +57,23 @@ def show_cam(img, cam:torch.Tensor, ctx=None, title:str|None=None, alpha:float=0
              label:str|None=None, # What the map is, written under the panel
              rng:tuple|None=None, # The values shown as 0 and 1; default: the map's own min and max
              empty:str='no positive\nevidence', # Why a map can be all zero, written on it when it is
+             signed:bool=False, # A signed attribution: red positive, blue negative, transparent at 0, pixel by pixel
+             instead:tuple|None=None, # `(map, what)` drawn over an all-zero `cam`, said to be shown instead (e.g. the predicted class's)
              **kwargs):
     "Show fastai image `img` with heatmap `cam` stretched over exactly its pixels; returns the axes"
     ax = img.show(ctx=ctx, title=title, **kwargs)
     lo,hi = (None, None) if rng is None else rng
-    ax.imshow(normalize_map(cam, lo, hi), alpha=alpha, cmap=cmap, vmin=0, vmax=1, interpolation='bilinear',
-              extent=ax.get_images()[0].get_extent())
-    if is_empty_map(cam):
+    extent,empty_map = ax.get_images()[0].get_extent(),is_empty_map(cam)
+    if signed: ax.imshow(signed_rgba(cam, lo, hi, alpha), interpolation='nearest', extent=extent)
+    else: ax.imshow(normalize_map(cam, lo, hi), alpha=alpha, cmap=cmap, vmin=0, vmax=1, interpolation='bilinear', extent=extent)
+    if instead is not None and empty_map:         # over the panel of the (all zero) map asked for: what the model saw instead
+        over = ax.inset_axes([0, 0, 1, 1])
+        img.show(ctx=over, **kwargs)
+        over.imshow(normalize_map(instead[0]), alpha=alpha, cmap=cmap, vmin=0, vmax=1, interpolation='bilinear', extent=extent)
+        over.text(0.03, 0.97, f"{instead[1]}", transform=over.transAxes, ha='left', va='top', fontsize=7.5,
+                  bbox=dict(boxstyle='round,pad=0.2', facecolor='white', alpha=0.85, linewidth=0))
+        label = None if label is None else f"{label}: all zero,\n{instead[1]} shown instead"
+    elif empty_map:
         ax.text(0.5, 0.5, f"all zero:\n{empty}", transform=ax.transAxes, ha='center', va='center',
                 fontsize=9, color='black', bbox=dict(boxstyle='round', facecolor='white', alpha=0.85))
         label = None if label is None else f"{label}: all zero"
@@ -105,6 +126,16 @@ def panel_label(vocab, t:dict, i:int, method:str='gradcam', cam_for:str='actual'
     role = ('most wrong' if cam_for=='actual' else 'most probable') if name=='multi-label' else cam_for
     return f"{title}: {class_name(vocab, c)} ({role})"
 
+def shown_maps(t:dict, method:str, cam_for:str='actual', vocab=None)->tuple:
+    "`(maps, instead)`: the `cam_for` maps of `method` for the items of `t`, and for each `None` or, where a misclassified item's actual map is all zero and its predicted one is not, `(that map, what it is)`"
+    n = len(t['idxs'])
+    if method=='mean' or cam_methods[method].uses=='acts': return t['maps'][method]['actual'],[None]*n
+    maps,pred = t['maps'][method][cam_for],(t['maps'][method].get('predicted') if cam_for=='actual' else None)
+    def instead(i):
+        if pred is None or int(t['cam_actual_for'][i])==int(t['cam_pred_for'][i]) or not is_empty_map(maps[i]) or is_empty_map(pred[i]): return None
+        return pred[i],f"{class_name(vocab, t['cam_pred_for'][i])} (predicted)"
+    return maps,[instead(i) for i in range(n)]
+
 def _check_choice(name, v, choices):
     if v not in choices: raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {v!r}.")
 
@@ -152,6 +183,9 @@ def figure_notes(t:dict, methods:list, scale:str='each', why:str|None=None)->lis
     "The footer's lines: how the maps are scaled, why the method was picked, and what can't be trusted"
     lines = ["Heatmaps: " + ("each map scaled to its own [0, 1]" if scale=='each' else "maps of one kind scaled together to [0, 1] (shared scale)") + "."]
     if why: lines.append(why)
+    signed = [cam_methods[m].title for m in methods if cam_methods[m].signed]
+    if signed: lines.append(f"{' and '.join(signed)}: one value per input pixel, red where it raises the score, blue where it lowers it, "
+                            "as opaque as it is strong (each map scaled by its largest absolute value).")
     lines += [f"Warning: {t['notes'][m]}" for m in methods if m in (t.get('notes') or {})]
     coarse = coarse_map_note(t['layer'], t['map_size']) if t.get('map_size') else None
     if coarse: lines.append(f"Warning: {coarse}")
@@ -180,8 +214,8 @@ def draw_items(interp, t:dict, fig, axs, methods:list, cam_for:str, alpha:float=
     "Draw each item of `t` on `axs`: its masks (segmentation), then one panel per method (`notes`: a line per item under its first panel)"
     n,vocab,seg = len(t['idxs']),vocab_of(interp),task_name(t)=='segmentation'
     m = len(methods)+2*seg
-    maps = {o: t['maps'][o]['actual' if o=='mean' else cam_for] for o in methods}
-    rngs = {o: display_range(maps[o], scale) for o in methods}
+    shown = {o: shown_maps(t, o, cam_for, vocab) for o in methods}
+    rngs = {o: display_range(shown[o][0], scale, cam_methods[o].signed) for o in methods}
     if seg: actual,predicted = _masks(interp, t, n)
     imgs = actual.itemgot(0) if seg else L(interp.dl.decode_batch((t['inputs'], t['targs']), max_n=n, full=False)).itemgot(0)
     for i,img in enumerate(imgs):
@@ -193,10 +227,10 @@ def draw_items(interp, t:dict, fig, axs, methods:list, cam_for:str, alpha:float=
             show_mask(img, predicted[i][1], panels[1], None, 'predicted', len(vocab or []) or None, **kwargs)
         for j,o in enumerate(methods):
             label = panel_label(vocab, t, i, o, cam_for) + (f"\n{notes[i]}" if notes and j==0 else '')
-            show_cam(img, maps[o][i], panels[2*seg+j], caption if j==0 and not seg else None, alpha, cmap,
-                     label=label, rng=rngs[o][i].tolist(), empty=empty, **kwargs)
-    if colorbar: _colorbar(fig, axs, cmap, scale)
+            show_cam(img, shown[o][0][i], panels[2*seg+j], caption if j==0 and not seg else None, alpha, cmap,
+                     label=label, rng=rngs[o][i].tolist(), empty=empty, signed=cam_methods[o].signed, instead=shown[o][1][i], **kwargs)
     fig.tight_layout(rect=(0, add_footer(fig, figure_notes(t, methods, scale, why)), 1, 1))
+    if colorbar: _colorbar(fig, axs, cmap, scale)         # after the layout: tight_layout can't place a colour bar
     if m>1: group_panels(fig, axs, m)
     return fig
 

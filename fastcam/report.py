@@ -26,7 +26,7 @@ from .metrics import *
 __all__ = ['image_array', 'overlay_array', 'png_uri', 'figure_uri', 'html_table', 'fastcam_version', 'versions', 'report_facts',
            'mask_array', 'gallery_html', 'UsageError', 'writable_dir', 'output_dir', 'save_figure', 'write_report',
            'PlainProgress', 'progress_cbs', 'load_classifier', 'report_folder', 'labelled_files', 'unreadable',
-           'labelled_dl', 'validate_with_progress', 'validate_readable', 'report_on_folder']
+           'labelled_dl', 'validate_with_progress', 'validate_readable', 'own_data', 'report_on_folder']
 
 # %% ../nbs/11_report.ipynb #f3ba92a6
 def image_array(img)->np.ndarray:
@@ -38,9 +38,12 @@ def image_array(img)->np.ndarray:
     if a.ndim==2: return matplotlib.colormaps[getattr(img, '_show_args', {}).get('cmap', 'gray')](a.numpy())[..., :3]
     return a[:3].permute(1, 2, 0).numpy()
 
-def overlay_array(img:np.ndarray, cam:torch.Tensor, alpha:float=0.6, cmap:str='magma', rng:tuple|None=None)->np.ndarray:
-    "`img` `(h, w, 3)` with `cam` stretched over it (bilinear), scaled to [0, 1] from `rng` (default: its own min and max)"
+def overlay_array(img:np.ndarray, cam:torch.Tensor, alpha:float=0.6, cmap:str='magma', rng:tuple|None=None, signed:bool=False)->np.ndarray:
+    "`img` `(h, w, 3)` with `cam` stretched over it (bilinear), scaled to [0, 1] from `rng` (default: its own min and max); `signed`: see `signed_rgba`"
     h,w = img.shape[:2]
+    if signed:
+        rgba = signed_rgba(F.interpolate(cam.float()[None, None], size=(h, w), mode='nearest')[0, 0], alpha=alpha)
+        return (1-rgba[..., 3:])*img + rgba[..., 3:]*rgba[..., :3]
     up = F.interpolate(cam.float()[None, None], size=(h, w), mode='bilinear', align_corners=False)[0, 0]
     lo,hi = (None, None) if rng is None else rng
     heat = matplotlib.colormaps[cmap](normalize_map(up, lo, hi).numpy())[..., :3]
@@ -67,12 +70,13 @@ def _cell(v)->str:
         return f'<td class="num" data-v="{float(v)!r}">{escape(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v))}</td>'
     return f'<td>{escape(str(v))}</td>'
 
-def html_table(df:pd.DataFrame, id:str, index:bool=False)->str:
-    "`df` as an HTML table whose headers sort it; every cell escaped"
+def html_table(df:pd.DataFrame, id:str, index:bool=False, fold:int=20)->str:
+    "`df` as an HTML table whose headers sort it, every cell escaped; longer than `fold` rows, it opens on a click"
     if index: df = df.reset_index()
     head = ''.join(f'<th onclick="sortTable(\'{escape(id)}\', {j})">{escape(str(c))}</th>' for j,c in enumerate(df.columns))
     rows = ''.join('<tr>' + ''.join(_cell(v) for v in r) + '</tr>' for r in df.itertuples(index=False))
-    return f'<table id="{escape(id)}" class="sortable"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    table = f'<table id="{escape(id)}" class="sortable"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    return table if len(df)<=fold else f'<details><summary>The table: {len(df)} rows (click to show)</summary>{table}</details>'
 
 _script = """
 function sortTable(id, col) {
@@ -100,6 +104,7 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; } th { background: #eee; curs
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 dl.facts { display: grid; grid-template-columns: max-content auto; gap: 2px 14px; } dl.facts dt { font-weight: 600; }
 .note { color: #555; font-size: 0.9em; }
+details > summary { cursor: pointer; color: #1a5fb4; margin: 0.4em 0; }
 """
 
 # %% ../nbs/11_report.ipynb #1f613acf
@@ -153,18 +158,21 @@ def gallery_html(interp, t:dict, methods:list, cam_for:str='actual', main:str='g
     n,vocab = len(t['idxs']),vocab_of(interp)
     imgs = [image_array(o[0]) for o in interp.dl.decode_batch((t['inputs'], t['targs']), max_n=n, full=False)]
     scale = max(1, 192//max(imgs[0].shape[:2])) if imgs else 1
-    def _map(m, i): return t['maps'][m]['actual' if m=='mean' else cam_for][i]
-    def label(i, m): return panel_label(vocab, t, i, m, cam_for) + (' (all zero)' if is_empty_map(_map(m, i)) else '')
+    shown = {m: shown_maps(t, m, cam_for, vocab) for m in methods}
+    def _map(m, i): return shown[m][0][i] if shown[m][1][i] is None else shown[m][1][i][0]   # an all-zero map: what is shown instead
+    def label(i, m):
+        zero = is_empty_map(shown[m][0][i])
+        return panel_label(vocab, t, i, m, cam_for) + (' (all zero)' if zero else '') + (f"; {shown[m][1][i][1]} shown instead" if shown[m][1][i] else '')
     def fig(arr, text): return (f'<figure><img alt="{escape(text)}" src="{png_uri(arr, max(1, 88//max(arr.shape[:2])))}">'
                                        f'<figcaption>{escape(text)}</figcaption></figure>')
     tiles = []
     for i,img in enumerate(imgs):
         extra = [fig(mask_array(img, t[k][i], len(vocab or [])), what) for k,what in (('targs', 'actual mask'), ('decoded', 'predicted mask'))] \
                 if task_name(t)=='segmentation' else []
-        maps = ''.join(extra + [fig(overlay_array(img, _map(m, i), alpha, cmap), label(i, m)) for m in methods])
+        maps = ''.join(extra + [fig(overlay_array(img, _map(m, i), alpha, cmap, signed=cam_methods[m].signed), label(i, m)) for m in methods])
         idx = int(t['idxs'][i])
         tiles.append(f'<div class="tile" data-index="{idx}"><div class="caption">{escape(top_loss_caption(vocab, t, i, cam_for))}</div>'
-                     f'<img class="main" alt="item {idx}" src="{png_uri(overlay_array(img, _map(main, i), alpha, cmap), scale)}">'
+                     f'<img class="main" alt="item {idx}" src="{png_uri(overlay_array(img, _map(main, i), alpha, cmap, signed=cam_methods[main].signed), scale)}">'
                      f'<div class="note">item {idx}: {escape(_item_name(interp.dl, idx))}<br>{escape(label(i, main))}</div>'
                      f'<div class="maps" style="grid-template-columns: repeat({min(len(methods)+len(extra), 4)}, 88px)">{maps}</div></div>')
     return '<div class="gallery">' + ''.join(tiles) + '</div>'
@@ -188,6 +196,14 @@ def _history_section(cb)->str|None:
                     f"The tracked items (dataset indices {h.tracked_idxs}) during training (the figure: at most 8 epochs, evenly spaced; "
                     f"the table: every epoch); stubborn (in the top-k at every epoch): {h.stubborn_items()}; fixed by training: {h.fixed_items()}.")
 
+def _ranking_section(interp, why:str|None)->str|None:
+    "The ranking behind method='auto': each method's deletion and insertion on correctly classified items"
+    r = method_ranking(interp)
+    if r is None or not why: return None
+    r = r.rename(index=lambda m: cam_methods[m].title).rename_axis('method')[['deletion', 'insertion', 'score', 'assumption', 'n']]
+    return _section("Which method: method='auto'", html_table(r, 'ranking', index=True),
+                    why + " Deletion: lower is better; insertion: higher is better; score: insertion - deletion.")
+
 def _scores_section(scores)->str|None:
     if not isinstance(scores, pd.DataFrame): return None
     return _section('Faithfulness scores', html_table(scores, 'scores', index=not isinstance(scores.index, pd.RangeIndex)),
@@ -203,7 +219,7 @@ def cam_report(self:Interpretation,
     scores:pd.DataFrame|bool|None=None, # Faithfulness scores to include: a table, or `True` to compute `cam_scores`
     title:str|None=None, # The report's title
     alpha:float=0.6, cmap:str='magma', # Opacity and colormap of the heatmaps
-    method:str='gradcam', # The main map's method, or 'auto': the most faithful on this model (see `rank_methods`)
+    method:str='auto', # The main map's method, or 'auto': the most faithful on this model (see `rank_methods`); the report says which and why
 )->Path:
     "Write one self-contained HTML file: top-loss gallery, every method's maps, sortable table, most-confused classes, model and data, history, scores"
     check_interpretation(self)
@@ -221,7 +237,7 @@ def cam_report(self:Interpretation,
                       + ("the actual and predicted masks, then " if task_name(t)=='segmentation' else '') + "every method's map. Each map is scaled to its own [0, 1]."
                       + ''.join(f" Warning: {t['notes'][m]}" for m in methods if m in (t.get('notes') or {}))),
              _section('Table', html_table(table, 'top_losses'), 'Click a column header to sort.'),
-             _confused_section(self, t), _history_section(cb),
+             _ranking_section(self, why), _confused_section(self, t), _history_section(cb),
              _scores_section(self.cam_scores(k, methods=methods) if scores is True else scores)]
     title = title or f"fastcam report: the {what} losses"
     html = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
@@ -250,12 +266,14 @@ _outputs = ('top_losses.png', 'top_losses.csv', 'smallest_losses.png', 'smallest
 def output_dir(out, command:str, force:bool=False)->Path:
     "`out`, writable, after checking that it holds no other command's results (`force`: replace them)"
     out = writable_dir(out)
-    owner = (out/'.fastcam').read_text().strip() if (out/'.fastcam').exists() else None
+    owner,when = ((out/'.fastcam').read_text().splitlines()+['', ''])[:2] if (out/'.fastcam').exists() else (None, '')
     ours = sorted(f for f in _outputs if (out/f).exists())
     if ours and owner!=command and not force: raise UsageError(
         f"{out} already holds the results of {'`fastcam '+owner+'`' if owner else 'another run'} ({', '.join(ours)}): pass --out a new folder, "
         f"or --force to replace them.")
-    (out/'.fastcam').write_text(command)
+    if ours: print(f"Replacing the results of the earlier `fastcam {owner or command}` in {out}" + (f" (made {when})" if when else '')
+                   + ": pass --out a new folder to keep them.")
+    (out/'.fastcam').write_text(f"{command}\n{_strftime('%Y-%m-%d %H:%M')}\n")
     return out
 
 # %% ../nbs/11_report.ipynb #94f35d63
@@ -376,10 +394,18 @@ def validate_readable(learn, files:list)->tuple:
             if not more: raise UsageError(f"can't read the images ({type(e).__name__}: {e}).")
             skipped += more
 
-def report_on_folder(model, data_dir, k:int=9, out='fastcam-out', smallest:bool=False, html:bool=False, force:bool=False)->tuple:
-    "Top-losses figure and table (with `smallest`, the smallest losses too; with `html`, the report) of an exported learner on a labelled folder"
+def own_data(learn, model)->Path:
+    "The folder `learn` was trained from (`learn.dls.path`, kept by `learn.export()`), said aloud, or a `UsageError` that asks for DATA_DIR"
+    path = Path(getattr(learn.dls, 'path', '') or '')
+    if str(path) in ('', '.') or not path.is_dir(): raise UsageError(
+        f"{model} does not say where its data is (or it is not on this machine): pass DATA_DIR, a folder with one sub-folder of images per class.")
+    print(f"Using the folder the learner was trained from: {path} (pass DATA_DIR to explain other images).")
+    return path
+
+def report_on_folder(model, data_dir=None, k:int=9, out='fastcam-report', smallest:bool=False, html:bool=False, force:bool=False)->tuple:
+    "Top-losses figure and table (with `smallest`, the smallest losses too; with `html`, the report) of an exported learner on a labelled folder (default: its own)"
     learn = load_classifier(model)
-    files = labelled_files(learn, report_folder(learn, data_dir))
+    files = labelled_files(learn, report_folder(learn, own_data(learn, model) if data_dir is None else data_dir))
     out = output_dir(out, 'report', force)
     if not isinstance(getattr(learn, 'grad_cam', None), GradCAMCallback): learn.add_cb(GradCAMCallback(k=k))
     else: learn.grad_cam.k = k
@@ -388,9 +414,10 @@ def report_on_folder(model, data_dir, k:int=9, out='fastcam-out', smallest:bool=
         interp = learn.grad_cam.interpretation()
     except (ValueError, TypeError) as e: raise UsageError(f"{model} can't be explained: {e}")
     if skipped: print(f"Skipped {len(skipped)} unreadable image(s): " + '; '.join(f"{f} ({why})" for f,why in skipped))
-    written = write_report(interp, out, k)
-    if smallest: written += write_report(interp, out, k, largest=False)
-    if html: written += (interp.cam_report(out/'report.html', k),)
+    print(pick_method(interp)[1])                       # the figure and the report use method='auto', as the demo does
+    written = write_report(interp, out, k, method='auto')
+    if smallest: written += write_report(interp, out, k, largest=False, method='auto')
+    if html: written += (interp.cam_report(out/'report.html', k, method='auto'),)
     names = ['loss'] + [m.name for m in learn.metrics]
     print(', '.join(f"{n} {float(v):.4f}" for n,v in zip(names, res)) + f" on {len(dl.dataset)} images")
     print(f"Wrote {', '.join(map(str, written))}")
