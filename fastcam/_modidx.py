@@ -384,6 +384,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'fastcam.report.PlainProgress.before_fit': ('report.html#plainprogress.before_fit', 'fastcam/report.py'),
                                 'fastcam.report.UsageError': ('report.html#usageerror', 'fastcam/report.py'),
                                 'fastcam.report._cell': ('report.html#_cell', 'fastcam/report.py'),
+                                'fastcam.report._classes_section': ('report.html#_classes_section', 'fastcam/report.py'),
                                 'fastcam.report._confused_section': ('report.html#_confused_section', 'fastcam/report.py'),
                                 'fastcam.report._facts': ('report.html#_facts', 'fastcam/report.py'),
                                 'fastcam.report._history_section': ('report.html#_history_section', 'fastcam/report.py'),

@@ -26,7 +26,7 @@ def display_range(maps:torch.Tensor, scale:str='each', signed:bool=False)->torch
     "`(n, 2)` low and high values that map to 0 and 1: each map's own min and max (`signed`: minus and plus its largest absolute value), or one `'shared'` range for all"
     flat = maps.float().reshape(len(maps), -1)
     lo,hi = flat.min(1).values,flat.max(1).values
-    if signed: hi = flat.abs().max(1).values; lo = -hi
+    if signed: hi = torch.quantile(flat.abs(), 0.99, dim=1); lo = -hi          # a few extreme pixels don't wash out the rest
     if scale=='shared': lo,hi = lo.min().expand(len(maps)),hi.max().expand(len(maps))
     return torch.stack([lo, hi], 1)
 
@@ -37,12 +37,12 @@ def normalize_map(m:torch.Tensor, lo=None, hi=None)->torch.Tensor:
     return ((m-lo)/(hi-lo)).clamp(0, 1) if hi>lo else torch.zeros_like(m)
 
 def signed_rgba(m:torch.Tensor, lo=None, hi=None, alpha:float=0.6, cmap:str='RdBu_r')->np.ndarray:
-    "A signed map `(h, w)` as RGBA: red where it is positive, blue where negative, as opaque as it is far from 0 (`hi`: the value drawn at full colour)"
+    "A signed map `(h, w)` as RGBA: red where it is positive, blue where negative, more opaque the stronger (`hi`: the value drawn at full colour; default: the 99th percentile of |m|)"
     m = m.float()
-    top = float(max(abs(lo), abs(hi))) if lo is not None else float(m.abs().max())
+    top = float(max(abs(lo), abs(hi))) if lo is not None else float(torch.quantile(m.abs().flatten(), 0.99))
     v = (m/top).clamp(-1, 1) if top>0 else torch.zeros_like(m)
     rgba = matplotlib.colormaps[cmap](((v+1)/2).numpy())
-    rgba[..., 3] = alpha*v.abs().numpy()
+    rgba[..., 3] = alpha*v.abs().sqrt().numpy()
     return rgba
 
 def is_empty_map(m:torch.Tensor)->bool:
@@ -185,7 +185,7 @@ def figure_notes(t:dict, methods:list, scale:str='each', why:str|None=None)->lis
     if why: lines.append(why)
     signed = [cam_methods[m].title for m in methods if cam_methods[m].signed]
     if signed: lines.append(f"{' and '.join(signed)}: one value per input pixel, red where it raises the score, blue where it lowers it, "
-                            "as opaque as it is strong (each map scaled by its largest absolute value).")
+                            "more opaque the stronger (each map scaled to the 99th percentile of its absolute values).")
     lines += [f"Warning: {t['notes'][m]}" for m in methods if m in (t.get('notes') or {})]
     coarse = coarse_map_note(t['layer'], t['map_size']) if t.get('map_size') else None
     if coarse: lines.append(f"Warning: {coarse}")

@@ -21,6 +21,7 @@ from .plots import *
 from .history import *
 from .callback import *
 from .metrics import *
+from .classes import *
 
 # %% auto #0
 __all__ = ['image_array', 'overlay_array', 'png_uri', 'figure_uri', 'html_table', 'fastcam_version', 'versions', 'report_facts',
@@ -66,6 +67,7 @@ def figure_uri(fig, dpi:int=80)->str:
 # %% ../nbs/11_report.ipynb #0be81e67
 def _cell(v)->str:
     if isinstance(v, (bool, np.bool_)): return f'<td data-v="{int(v)}">{"yes" if v else ""}</td>'
+    if isinstance(v, (float, np.floating)) and np.isnan(v): return '<td></td>'
     if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
         return f'<td class="num" data-v="{float(v)!r}">{escape(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v))}</td>'
     return f'<td>{escape(str(v))}</td>'
@@ -105,6 +107,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 dl.facts { display: grid; grid-template-columns: max-content auto; gap: 2px 14px; } dl.facts dt { font-weight: 600; }
 .note { color: #555; font-size: 0.9em; }
 details > summary { cursor: pointer; color: #1a5fb4; margin: 0.4em 0; }
+.flag { background: #fdecea; border-left: 4px solid #c0392b; padding: 6px 10px; } .ok { background: #eaf6ec; border-left: 4px solid #2e7d32; padding: 6px 10px; }
 """
 
 # %% ../nbs/11_report.ipynb #1f613acf
@@ -204,6 +207,21 @@ def _ranking_section(interp, why:str|None)->str|None:
     return _section("Which method: method='auto'", html_table(r, 'ranking', index=True),
                     why + " Deletion: lower is better; insertion: higher is better; score: insertion - deletion.")
 
+def _classes_section(interp)->str:
+    "Where the model looks, class by class (see `find_shortcuts`): the flagged classes first, then the figure and every class's row"
+    title = 'Where the model looks, class by class'
+    try: df = interp.find_shortcuts()
+    except ValueError as e: return _section(title, f'<p>{escape(str(e))}</p>')
+    flagged = df[df.flagged]
+    flags = (''.join(f'<p class="flag"><b>{escape(c)}</b>: {escape(w)}</p>' for c,w in zip(flagged['class'], flagged.why)) if len(flagged) else
+             '<p class="ok">No class flagged: no class looks at a fixed place of its own that the model measurably depends on.</p>')
+    cols = ['class', 'flagged', 'region', 'attention', 'peaks', 'specificity', 'lost', 'lost_others', 'gained', 'gained_others', 'reliance', 'n', 'why']
+    fig = f'<img style="max-width:100%" alt="every class\'s mean map and strategies" src="{figure_uri(interp.plot_class_maps(), dpi=60)}">'
+    return _section(title, flags + fig + html_table(df[cols], 'classes'),
+                    "One map per validation item for its actual class, averaged class by class. A class is flagged when its attention sits at a "
+                    "fixed place other classes don't look at and covering that place in its images (or pasting it into other classes' images) "
+                    "changes the predictions far more than it does for other classes. Region: (x0, y0, x1, y1) in the input's pixels.")
+
 def _scores_section(scores)->str|None:
     if not isinstance(scores, pd.DataFrame): return None
     return _section('Faithfulness scores', html_table(scores, 'scores', index=not isinstance(scores.index, pd.RangeIndex)),
@@ -220,6 +238,7 @@ def cam_report(self:Interpretation,
     title:str|None=None, # The report's title
     alpha:float=0.6, cmap:str='magma', # Opacity and colormap of the heatmaps
     method:str='auto', # The main map's method, or 'auto': the most faithful on this model (see `rank_methods`); the report says which and why
+    classes:bool=True, # Add "Where the model looks, class by class" (`find_shortcuts`: one more pass over the data and a few tests)
 )->Path:
     "Write one self-contained HTML file: top-loss gallery, every method's maps, sortable table, most-confused classes, model and data, history, scores"
     check_interpretation(self)
@@ -236,6 +255,7 @@ def cam_report(self:Interpretation,
                       f"Caption: {caption}. The large image shows {cam_methods[method].title} ({cam_for}) of {t.get('layer')}; below it, "
                       + ("the actual and predicted masks, then " if task_name(t)=='segmentation' else '') + "every method's map. Each map is scaled to its own [0, 1]."
                       + ''.join(f" Warning: {t['notes'][m]}" for m in methods if m in (t.get('notes') or {}))),
+             _classes_section(self) if classes else None,
              _section('Table', html_table(table, 'top_losses'), 'Click a column header to sort.'),
              _ranking_section(self, why), _confused_section(self, t), _history_section(cb),
              _scores_section(self.cam_scores(k, methods=methods) if scores is True else scores)]

@@ -9,11 +9,11 @@ from fastcam.capture import TopK, merge_top_k
 PKG = Path(fastcam.__file__).parent
 
 def layer_order()->dict:
-    "Each generated module's place in the house: the number of the notebook it comes from (`nbs/07_callback.ipynb` -> 7)"
+    "Each generated module's place in the house: the number of its notebook (`nbs/07_callback.ipynb` -> (7, ''); fastai's `08b_...` -> (8, 'b'), after 08)"
     order = {}
     for f in PKG.glob('*.py'):
-        m = re.search(r'File to edit: \.\./nbs/(\d+)_\w+\.ipynb', f.read_text())
-        if m: order[f.stem] = int(m.group(1))
+        m = re.search(r'File to edit: \.\./nbs/(\d+)([a-z]?)_\w+\.ipynb', f.read_text())
+        if m: order[f.stem] = (int(m.group(1)), m.group(2))
     return order
 
 def imports_of(path:Path)->set:
@@ -31,7 +31,8 @@ def imports_of(path:Path)->set:
 
 def test_every_module_imports_only_the_layers_below_it():
     order = layer_order()
-    assert {'cam', 'tasks', 'capture', 'interpret', 'plots', 'history', 'callback', 'metrics', 'report', 'demo', 'cli'} <= set(order)
+    assert {'cam', 'tasks', 'capture', 'interpret', 'plots', 'history', 'callback', 'metrics', 'classes', 'report', 'demo', 'cli', 'attributions'} <= set(order)
+    assert order['metrics'] < order['classes'] < order['data']
     for mod,pos in order.items():
         for dep in imports_of(PKG/f'{mod}.py') & set(order):
             assert order[dep] < pos, f"fastcam.{mod} (notebook {pos}) imports fastcam.{dep} (notebook {order[dep]}), which is above it"
