@@ -10,6 +10,7 @@ from fastcam.callback import *
 from fastcam.metrics import *
 from fastcam.classes import *
 from fastcam.data import *
+from fastcam.texts import *
 from fastcam.features import *
 from fastcam.report import *
 from fastcam.attributions import *

@@ -66,7 +66,7 @@ class GradCAMCallback(Callback):
     def _reset_pass(self):
         "The state of one pass, in a namespace of its own (setting a `Callback`'s attributes costs a lookup in the `Learner`)"
         self._p = SimpleNamespace(active=False, acts=None, acts_version=None, topk=None, cancelled=False, shard=None, task=None,
-                                  rerun=False, inplace_seen=False, recording=False, compiled=False, layer=None, map_size=None)
+                                  rerun=False, inplace_seen=False, recording=False, compiled=False, layer=None, map_size=None, tokens=False, order=None)
 
     @property
     def explained_model(self)->nn.Module:
@@ -169,15 +169,17 @@ def _start_fit(self:GradCAMCallback):
 def _check_first_batch(self:GradCAMCallback):
     "On the first training batch: check the layer's output and what the model predicts, before the loss and any step"
     self._checked = True
-    task = lambda out: detect_task(self._loss, plain(out), self.learn.yb[0] if len(self.learn.yb) else None)
+    task = lambda out: detect_task(self._loss, plain(first_output(out)), self.learn.yb[0] if len(self.learn.yb) else None)
+    x = plain(self.xb[0]) if len(self.xb) else None
+    layer = self.layer_for(x[:1]) if is_tokens(x) else self.capture_layer     # a text model: its embedding (`model[0]` gives no map)
     if _compiled(self.learn.model):   # its graph ignores new hooks: check the model inside it on one item
-        acts,out = forward_to_leaf(self.explained_model, self.xb[0][:1], self.capture_layer)
-        resolve_reshape(self.explained_model, self.capture_layer, acts, self.reshape); task(out)
-    else: self._hook(self.capture_layer, self._check_output, task)
+        acts,out = forward_to_leaf(self.explained_model, self.xb[0][:1], layer)
+        resolve_reshape(self.explained_model, layer, acts, self.reshape if layer is self.capture_layer else None); task(out)
+    else: self._hook(layer, self._check_output, task)
 
 @patch
 def _check_output(self:GradCAMCallback, module, inputs, out):
-    if out is not None: resolve_reshape(self.explained_model, module, plain(out), self.reshape)
+    if out is not None: resolve_reshape(self.explained_model, module, plain(out), self.reshape if module is self.capture_layer else None)
 
 # %% ../nbs/07_callback.ipynb #f5264af6
 @patch
@@ -193,8 +195,10 @@ def before_validate(self:GradCAMCallback):
     self.capture_layer; prediction_fns(self.learn.loss_func)                  # a module of this model? a loss that can be read?
     n = len(unshard(self.dl).dataset)
     self._p.compiled,self._p.recording = _compiled(self.learn.model),self._fitting and self.keep_history
+    self._p.order = dataset_order(unshard(self.dl)) if self._p.shard is None else None     # texts come sorted by length
     track = [i for i in (self.tracked_idxs or []) if i<n] if self._p.recording else []
-    self._p.topk = TopK(self.k, getattr(self.dl, 'n', 0) or 0, track, probe_indices(n))
+    if self._p.order is not None: track = self._p.order.argsort()[torch.tensor(track, dtype=torch.long)].tolist()   # their places in the pass
+    self._p.topk = TopK(self.k, getattr(self.dl, 'n', 0) or 0, track, probe_indices(n), pad=pad_index(self.explained_model))
 
 @patch
 def before_batch(self:GradCAMCallback):
@@ -203,8 +207,10 @@ def before_batch(self:GradCAMCallback):
         if not self._checked: self._check_first_batch()
         return
     if not self._p.active: return
-    if self._p.layer is None: self._p.layer = self.layer_for(plain(self.xb[0])[:1])
-    if not self._p.compiled: self._hook(self._p.layer, self._keep_acts)
+    if self._p.layer is None:
+        x = plain(self.xb[0])
+        self._p.layer,self._p.tokens = self.layer_for(x[:1]),is_tokens(x)
+    if not (self._p.compiled or self._p.tokens): self._hook(self._p.layer, self._keep_acts)   # a text model: its k inputs are re-run
 
 @patch
 def _keep_acts(self:GradCAMCallback, module, inputs, out):
@@ -227,7 +233,7 @@ def after_loss(self:GradCAMCallback):
     "Keep this batch's rows that enter the top k, the tracked and probe items; every item's loss"
     learn = self.learn
     if learn.training or not self._p.active or not len(learn.yb): return
-    out,targs,acts = plain(learn.pred).detach().float(),plain(learn.yb[0]).detach(),self._batch_acts()
+    out,targs,acts = plain(first_output(learn.pred)).detach().float(),plain(learn.yb[0]).detach(),self._batch_acts()
     if self._p.task is None: self._p.task = detect_task(self.learn.loss_func, out, targs)
     first,n = self._first_index(),len(out)
     if self._p.shard is not None: n = max(0, min(n, self.dl.n-first))   # a shard's padding repeats items: drop it
@@ -242,7 +248,7 @@ def after_loss(self:GradCAMCallback):
 @patch
 def _batch_acts(self:GradCAMCallback)->Tensor|None:
     "The layer's output for this batch (`None` for a compiled model: its items are re-run), noting an in-place change"
-    if self._p.compiled: return None
+    if self._p.compiled or self._p.tokens: return None
     if self._p.acts is None: raise ValueError(f"GradCAMCallback: the hooked layer {type(self._p.layer).__name__} did not run in the "
                                             "forward pass; pass `layer=` a module the model uses.")
     if self._p.acts_version is not None and self._p.acts._version!=self._p.acts_version:
@@ -274,6 +280,7 @@ def _finish_pass(self:GradCAMCallback):
     if parts['probed'] is not None: parts['probed'] = take_rows(parts['probed'], self._p.task.correct(parts['probed']))   # probes: right ones
     if parts['top'] is None and self._p.shard is None: return
     losses,later = self._p.topk.all_losses,not self._p.recording and self._p.shard is None
+    if self._p.order is not None: losses = losses.new_empty(len(losses)).index_copy_(0, self._p.order.to(losses.device)[:len(losses)], losses)
     if later: return self._publish(parts, losses, dict(task=self._p.task.name, layer=module_path(self.explained_model, self._p.layer),
                                                        map_size=self._p.map_size), self._map_maker())
     about = self._explain(parts) if parts['top'] is not None else None
@@ -285,18 +292,19 @@ def _explain_rows(self:GradCAMCallback, r:dict|None)->dict|None:
     "Kept rows with their probabilities, predictions and the classes their maps are for (see `explain_targets`)"
     if r is None: return None
     ex = explain_targets(self.learn, r['out'], r['targs'], r['per'], self._p.task)
-    return dict(ex, idxs=r['idxs'], inputs=r['inputs'], **({'acts': r['acts']} if 'acts' in r else {}))
+    idxs = r['idxs'] if self._p.order is None else self._p.order.to(r['idxs'].device)[r['idxs']]   # places in the pass -> dataset indices
+    return dict(ex, idxs=idxs, inputs=r['inputs'], **({'acts': r['acts']} if 'acts' in r else {}))
 
 @patch
 def _map_maker(self:GradCAMCallback):
     "A function of kept rows to `(maps, about)` at this pass's layer, with its methods and task: it reads no pass state when called"
     model,layer,task,methods = self.explained_model,self._p.layer,self._p.task,self.all_methods
-    replay = not (self._p.rerun or self._p.inplace_seen or self._p.compiled)         # else: low precision, in-place ops, or no hook
+    replay = not (self._p.rerun or self._p.inplace_seen or self._p.compiled or self._p.tokens)   # else: low precision, in-place ops, or no hook
     head,act = (split_head(model, layer) if replay else None),prediction_fns(self.learn.loss_func)[0]
     reshape = self.reshape if layer is self.capture_layer else None
     def make(rows:dict)->tuple:
         maps,notes = capture_maps(model, rows, layer, methods, task, act, reshape, head)
-        about = dict(task=task.name, layer=module_path(model, layer), map_size=tuple(maps['mean']['actual'].shape[-2:]), notes=notes)
+        about = dict(task=task.name, layer=module_path(model, layer), map_size=tuple(maps['mean']['actual'].shape[1:]), notes=notes)
         self._warn_coarse(about)
         return maps,about
     return make

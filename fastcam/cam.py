@@ -5,7 +5,7 @@
 # %% ../nbs/00_cam.ipynb #15e61dd6
 from __future__ import annotations
 import warnings
-from contextlib import contextmanager, ExitStack
+from contextlib import contextmanager, ExitStack, nullcontext
 from functools import partial
 from types import SimpleNamespace
 import math
@@ -15,12 +15,13 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['cam_methods', 'assumption_checks', 'plain', 'unwrap_model', 'is_compiled', 'default_layer', 'check_layer_arg',
            'resolve_layer', 'check_feature_map', 'channels_last', 'TokenGrid', 'auto_reshape', 'resolve_reshape',
-           'feature_map', 'evaluating', 'layer_output', 'model_device', 'model_dtype', 'model_input', 'full_precision',
-           'mean_activation', 'as_targets', 'target_weights', 'forward_to_leaf', 'cam_method', 'mean_map', 'gradcam',
-           'hirescam', 'gradcam_pp', 'xgradcam', 'layercam', 'eigencam', 'random_map', 'gaussian_map', 'Replay',
-           'ablationcam', 'scorecam', 'broken_assumptions', 'check_methods', 'replay_maps', 'cam', 'grad_cam',
-           'grad_cams', 'split_head', 'replay_head', 'module_path', 'map_shape', 'layer_maps', 'fine_enough',
-           'pick_layer']
+           'feature_map', 'is_tokens', 'first_output', 'is_embedding', 'pad_index', 'TokenRow', 'Rotation',
+           'whole_sequences', 'read_whole', 'evaluating', 'layer_output', 'model_device', 'model_dtype', 'model_input',
+           'full_precision', 'mean_activation', 'as_targets', 'target_weights', 'forward_to_leaf', 'cam_method',
+           'mean_map', 'gradcam', 'hirescam', 'gradcam_pp', 'xgradcam', 'layercam', 'gradxinput', 'eigencam',
+           'random_map', 'gaussian_map', 'split_head', 'Replay', 'ablationcam', 'scorecam', 'broken_assumptions',
+           'applies', 'check_methods', 'replay_maps', 'cam', 'grad_cam', 'grad_cams', 'replay_head', 'module_path',
+           'map_shape', 'layer_maps', 'fine_enough', 'pick_layer']
 
 # %% ../nbs/00_cam.ipynb #fff98346
 def plain(t):
@@ -106,10 +107,12 @@ def auto_reshape(model:nn.Module, layer:nn.Module, out:Tensor):
     owner = _owner(model, layer, 'num_prefix_tokens')
     if owner is not None:
         return TokenGrid(owner.num_prefix_tokens, getattr(getattr(owner, 'patch_embed', None), 'grid_size', None))
+    if is_embedding(layer): return TokenRow(pad_index(model))          # a text model's token vectors: a map with one row
     raise ValueError(f"fastcam explains maps of shape (n, c, h, w), but the layer {type(layer).__name__} returned shape "
                      f"{tuple(out.shape)}, and the model doesn't say how to lay it out. Pass `reshape=`, a function from this "
                      "output to (n, c, h, w): e.g. `reshape=TokenGrid(prefix=1)` for transformer tokens after one class token, "
-                     "`reshape=channels_last` for (n, h, w, c); or pass `layer=` a convolutional module.")
+                     "`reshape=channels_last` for (n, h, w, c), `reshape=TokenRow(pad_idx)` for a text model's (n, tokens, c); or pass "
+                     "`layer=` a convolutional module (for a text model, `layer='auto'`: its embedding).")
 
 def resolve_reshape(model:nn.Module, layer:nn.Module, out:Tensor, reshape=None):
     "`reshape`, or `auto_reshape`'s, checked to turn `out` into an `(n, c, h, w)` map"
@@ -121,6 +124,66 @@ def resolve_reshape(model:nn.Module, layer:nn.Module, out:Tensor, reshape=None):
 def feature_map(out:Tensor, layer:nn.Module, reshape=None)->Tensor:
     "`out` as an `(n, c, h, w)` map (after `reshape`), or an error that says what to pass"
     return check_feature_map(out if reshape is None else reshape(out), layer)
+
+# %% ../nbs/00_cam.ipynb #d2775384
+def is_tokens(x)->bool:
+    "Whether `x` is a batch of token ids `(n, tokens)` (integers), not an image"
+    return isinstance(x, Tensor) and x.ndim==2 and not x.is_floating_point() and x.dtype!=torch.bool
+
+def first_output(out):
+    "A model's output, or the first of its outputs (fastai's text classifiers return `(logits, raw_outputs, outputs)`)"
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+def is_embedding(layer:nn.Module)->bool:
+    "Whether `layer` is an embedding, or wraps one (fastai's `EmbeddingDropout`)"
+    return isinstance(layer, nn.Embedding) or any(isinstance(m, nn.Embedding) for m in layer.children())
+
+def pad_index(model:nn.Module)->int|None:
+    "The padding token of a text model: its encoder's `pad_idx`, else its embedding's `padding_idx`, else `None`"
+    ms = list(unwrap_model(model).modules())
+    found = next((m.pad_idx for m in ms if isinstance(getattr(m, 'pad_idx', None), int)), None)
+    return found if found is not None else next((m.padding_idx for m in ms if isinstance(m, nn.Embedding) and m.padding_idx is not None), None)
+
+class TokenRow:
+    "Token vectors `(n, tokens, c)` as a map `(n, c, 1, tokens)`: a sequence is an image with one row; tokens `pad_idx` get no weight"
+    def __init__(self, pad_idx:int|None=None): self.pad_idx = pad_idx
+    def __call__(self, t:Tensor)->Tensor: return t.permute(0, 2, 1)[:, :, None]
+    def keep(self, x:Tensor)->Tensor: return (x!=self.pad_idx).float() if self.pad_idx is not None else torch.ones_like(x, dtype=torch.float)
+    def __repr__(self): return f"TokenRow(pad_idx={self.pad_idx})"
+
+class Rotation:
+    "Token rows turned to start with their first token (leading padding moved to the end): `rot(t)` turns `(n, tokens, ...)` so, `rot.back(t)` back"
+    def __init__(self, x:Tensor, pad_idx:int|None):
+        n,t = x.shape
+        lead = (x==pad_idx).long().cumprod(1).sum(1) if pad_idx is not None else torch.zeros(n, dtype=torch.long, device=x.device)
+        pos = torch.arange(t, device=x.device)[None]
+        self.fwd,self.bwd = (pos+lead[:, None])%t,(pos-lead[:, None])%t
+    def _turn(self, t:Tensor, idx:Tensor)->Tensor: return t.gather(1, idx.view(*idx.shape, *[1]*(t.ndim-2)).expand(*idx.shape, *t.shape[2:]))
+    def __call__(self, t:Tensor)->Tensor: return self._turn(t, self.fwd)
+    def back(self, t:Tensor)->Tensor: return self._turn(t, self.bwd)
+
+@contextmanager
+def whole_sequences(model:nn.Module, n_tokens:int):
+    "fastai's text modules (`SentenceEncoder`, `PoolingLinearClassifier`) read `n_tokens` in one chunk in the block (`bptt`, `max_len` raised), then get theirs back"
+    old = [(m, m.bptt, getattr(m, 'max_len', None)) for m in unwrap_model(model).modules() if isinstance(getattr(m, 'bptt', None), int)]
+    for m,b,ml in old:
+        m.bptt = max(b, n_tokens)
+        if isinstance(ml, int): m.max_len = max(ml, n_tokens)
+    try: yield
+    finally:
+        for m,b,ml in old:
+            m.bptt = b
+            if isinstance(ml, int): m.max_len = ml
+
+@contextmanager
+def read_whole(model:nn.Module, x:Tensor):
+    "Run `model` in the block as a replay does (eval mode, full precision; token rows turned and read whole): yields `(input, rotation or None)`"
+    x = model_input(model, x)
+    rot = Rotation(x, pad_index(model)) if is_tokens(x) else None
+    rnn = (torch.backends.cudnn.flags(enabled=False, benchmark=torch.backends.cudnn.benchmark, deterministic=torch.backends.cudnn.deterministic)
+           if rot is not None else nullcontext())          # cuDNN's LSTM has no backward in eval mode
+    with evaluating(model), full_precision(model), whole_sequences(model, x.shape[1] if rot is not None else 0), rnn:
+        yield (x if rot is None else rot(x)),rot
 
 # %% ../nbs/00_cam.ipynb #d69b6727
 @contextmanager
@@ -134,14 +197,15 @@ def evaluating(model:nn.Module):
 
 # %% ../nbs/00_cam.ipynb #d7004d82
 @contextmanager
-def layer_output(layer:nn.Module, as_leaf:bool=False):
-    "Keep `layer`'s output as `.acts` of the yielded namespace; `as_leaf`: a leaf that gradients stop at"
+def layer_output(layer:nn.Module, as_leaf:bool=False, rot=None):
+    "Keep `layer`'s output as `.acts` of the yielded namespace; `as_leaf`: a leaf that gradients stop at; `rot`: token positions as `x` has them (see `Rotation`)"
     store = SimpleNamespace(acts=None)
     def hook(module, inputs, out):
         if not isinstance(out, Tensor): check_feature_map(out, layer)    # says what is wrong
         a = plain(out).detach()
+        if rot is not None: a = rot.back(a)
         store.acts = a.requires_grad_() if as_leaf else a.clone()
-        if as_leaf: return a.clone()
+        if as_leaf: return a.clone() if rot is None else rot(a)
     handle = layer.register_forward_hook(hook, prepend=True)   # first: hooks the model has (a U-Net's skips) see the leaf
     try: yield store
     finally: handle.remove()
@@ -168,7 +232,7 @@ def full_precision(model:nn.Module):
 def mean_activation(model:nn.Module, x:Tensor, layer:nn.Module|None=None, reshape=None)->Tensor:
     "Channel mean of `layer`'s output for each image of `x`: `(n, h, w)`, not class-discriminative"
     layer = resolve_layer(model, layer)
-    with evaluating(model), full_precision(model), layer_output(layer) as o, torch.no_grad(): model(model_input(model, x))
+    with read_whole(model, x) as (xm,rot), layer_output(layer, rot=rot) as o, torch.no_grad(): model(xm)
     return feature_map(o.acts, layer, resolve_reshape(model, layer, o.acts, reshape)).float().mean(1)
 
 # %% ../nbs/00_cam.ipynb #801d03a1
@@ -198,8 +262,8 @@ def target_weights(targets, n:int, n_classes:int|tuple, device=None)->Tensor:
 def forward_to_leaf(model:nn.Module, x:Tensor, layer:nn.Module)->tuple:
     "Run `model` on `x` in eval mode with `layer`'s output made a leaf: `(acts, logits)`, ready for `Replay`"
     model = unwrap_model(model)    # never run a `DistributedDataParallel` wrapper: its backward would wait for the other ranks
-    with evaluating(model), full_precision(model), layer_output(layer, as_leaf=True) as o, torch.enable_grad():
-        logits = model(model_input(model, x))
+    with read_whole(model, x) as (xm,rot), layer_output(layer, as_leaf=True, rot=rot) as o, torch.enable_grad():
+        logits = first_output(model(xm))
     if o.acts is None: raise ValueError(f"The layer {type(layer).__name__} did not run in the model's forward pass: "
                                         "pass `layer=` a module that the model uses.")
     return o.acts, logits
@@ -259,6 +323,11 @@ def layercam(acts, grads):
     "Jiang et al. (2021): positive gradients times activations, position by position"
     return _weighted_sum(F.relu(grads), acts)
 
+@cam_method('gradxinput', 'gradient x input', signed=True)
+def gradxinput(acts, grads):
+    "Gradients times activations, summed over channels, both signs kept (HiResCAM is its ReLU): at an embedding, each word's push for or against the class"
+    return (grads*acts).sum(1)
+
 @cam_method('eigencam', 'EigenCAM', uses='acts', cost="an SVD of each item's activations")
 def eigencam(acts):
     "Muhammad & Yeasin (2020): projection on the first principal component; its sign, arbitrary, agrees with the mean activation"
@@ -284,6 +353,17 @@ def gaussian_map(acts):
     g = torch.exp(-((y[:,None]-(h-1)/2)**2/(2*(h/4)**2) + (x[None]-(w-1)/2)**2/(2*(w/4)**2)))
     return g.expand(n, h, w).clone()
 
+# %% ../nbs/00_cam.ipynb #3e3a5c7c
+def split_head(model:nn.Module, layer:nn.Module)->nn.Module|None:
+    "The rest of `model` after `layer` when `model` is a `Sequential` (of `Sequential`s) that runs `layer`, then the rest, in order; else `None`"
+    model = unwrap_model(model)
+    if type(model) is not nn.Sequential: return None
+    for i,m in enumerate(model):
+        if m is layer: return model[i+1:] if i+1<len(model) else None
+        if type(m) is nn.Sequential and any(o is layer for o in m.modules()):
+            inner,rest = (split_head(m, layer) if m[-1] is not layer else nn.Sequential()),model[i+1:]
+            return None if inner is None or not (len(inner) or len(rest)) else nn.Sequential(inner, *rest)
+
 # %% ../nbs/00_cam.ipynb #8a0b351d
 class Replay:
     "What one replay gives every method: the layer's `acts` (a leaf), the `logits` computed from them, the `model` and its inputs `x`"
@@ -303,12 +383,14 @@ class Replay:
     def grads(self, weights:Tensor)->Tensor:
         "Gradients with respect to `acts` of `(w * logits).sum()` for each `w` of `weights` `(t, *logits.shape)`: `(t, n, c, h, w)`"
         with torch.enable_grad(): logits = self.logits.float()
-        try:                                      # one backward for every set of targets ...
-            with warnings.catch_warnings():
-                warnings.filterwarnings('ignore', message='There is a performance drop')
-                g = torch.autograd.grad(logits, self.leaf, weights, retain_graph=True, is_grads_batched=True)[0]
-        except RuntimeError:                      # ... or one each, for ops `vmap` can't batch
-            g = torch.stack([torch.autograd.grad(logits, self.leaf, w, retain_graph=True)[0] for w in weights])
+        one_each = lambda: torch.stack([torch.autograd.grad(logits, self.leaf, w, retain_graph=True)[0] for w in weights])
+        if isinstance(self.reshape, TokenRow): g = one_each()     # a recurrent model: `vmap` would replay the LSTM step by step
+        else:
+            try:                                  # one backward for every set of targets ...
+                with warnings.catch_warnings():
+                    warnings.filterwarnings('ignore', message='There is a performance drop')
+                    g = torch.autograd.grad(logits, self.leaf, weights, retain_graph=True, is_grads_batched=True)[0]
+            except RuntimeError: g = one_each()   # ... or one each, for ops `vmap` can't batch
         if self.reshape is not None: g = torch.stack([self.reshape(o) for o in g])   # laid out as the acts: (t, n, c, h, w)
         return g.float()
 
@@ -321,6 +403,8 @@ class Replay:
                                                  "method (Grad-CAM, HiResCAM, LayerCAM).")
         model,acts = self.model,self.acts.detach().float()
         x = model_input(model, self.x)
+        if is_tokens(x): raise ValueError("Score-CAM multiplies the input's pixels by each channel's map; token ids can't be multiplied: "
+                                          "for a text model use a gradient method (Grad-CAM, HiResCAM, gradient x input, LayerCAM).")
         n,c,h,w = acts.shape
         flat = acts.reshape(n*c, 1, h, w)
         keep = (flat.amax((1,2,3))>flat.amin((1,2,3))).nonzero()[:,0]
@@ -334,6 +418,14 @@ class Replay:
         self._masked = probs.reshape(n, c, -1)
         return self._masked
 
+    def finish(self, maps:Tensor)->Tensor:
+        "Maps as they are returned: for a sequence (`TokenRow`), `(n, tokens)` with no weight on padding; else as made"
+        if not isinstance(self.reshape, TokenRow) or maps.shape[-2]!=1: return maps
+        maps = maps[..., 0, :]
+        if self.x is None: return maps
+        keep = self.reshape.keep(plain(self.x).to(maps.device))
+        return maps*keep.repeat(len(maps)//len(keep), 1)
+
     @property
     def head(self)->nn.Module|None:
         "What follows the layer, when the model is a `Sequential` that runs it in order (see `split_head`), else `None`"
@@ -345,9 +437,11 @@ class Replay:
         if self.head is not None: return plain(self.head(model_input(self.head, a)))
         if self.model is None or self.x is None or self.layer is None: raise ValueError(
             "AblationCAM runs the model again with each channel set to 0: pass the model, its inputs and the layer.")
-        h = self.layer.register_forward_hook(lambda m, i, o: a.to(o.dtype) if isinstance(o, Tensor) else a)
-        try: return plain(unwrap_model(self.model)(model_input(self.model, self.x)[items]))
-        finally: h.remove()
+        model = unwrap_model(self.model)
+        with read_whole(model, self.x[items.to(self.x.device)]) as (xm,rot):
+            h = self.layer.register_forward_hook(lambda m, i, o: (a if rot is None else rot(a)).to(o.dtype) if isinstance(o, Tensor) else a)
+            try: return plain(first_output(model(xm)))
+            finally: h.remove()
 
     def ablated_logits(self, chunk:int=256)->Tensor:
         "`(n, c, *outputs)`: the outputs with each channel of the layer's output set to 0 in turn; only what follows the layer runs when it can"
@@ -406,6 +500,10 @@ def broken_assumptions(acts:Tensor, methods)->dict:
     return res
 
 # %% ../nbs/00_cam.ipynb #8a0b351e
+def applies(method:str, x:Tensor)->bool:
+    "Whether `method` can explain inputs like `x`: pixel attributions and Score-CAM (which masks pixels) need images, not token ids"
+    return not (is_tokens(x) and (cam_methods[method].resolution=='input' or method=='scorecam'))
+
 def check_methods(methods)->list:
     "`methods` (a name or several) as a list of known method names, or a `ValueError` that lists them"
     names = [methods] if isinstance(methods, str) else list(methods)
@@ -425,8 +523,8 @@ def replay_maps(r:Replay, targets:dict, methods)->dict:
         g = r.grads(w).flatten(0, 1) if 'grads' in uses else None   # every set of targets stacked along the items
         stacked = acts.repeat(len(names), 1, 1, 1) if uses-{'acts'} else None
         for m,f in fns.items():
-            if f.uses=='acts': res[m] = dict.fromkeys(names, f(acts))   # the same map for every set of targets
-            else: res[m] = dict(zip(names, (f(stacked, g) if f.uses=='grads' else f(r, stacked, w.flatten(0, 1))).split(n)))
+            if f.uses=='acts': res[m] = dict.fromkeys(names, r.finish(f(acts)))   # the same map for every set of targets
+            else: res[m] = dict(zip(names, r.finish((f(stacked, g) if f.uses=='grads' else f(r, stacked, w.flatten(0, 1)))).split(n)))
     return res
 
 # %% ../nbs/00_cam.ipynb #1b025e1f
@@ -445,17 +543,6 @@ def grad_cams(acts:Tensor, logits:Tensor, *targets)->list:
     "One Grad-CAM `(n, h, w)` for each set of `targets`, from the leaf `acts` and the `logits` computed from it"
     maps = replay_maps(Replay(acts, logits), dict(enumerate(targets)), ['gradcam'])['gradcam']
     return [maps[i] for i in range(len(targets))]
-
-# %% ../nbs/00_cam.ipynb #3e3a5c7c
-def split_head(model:nn.Module, layer:nn.Module)->nn.Module|None:
-    "The rest of `model` after `layer` when `model` is a `Sequential` (of `Sequential`s) that runs `layer`, then the rest, in order; else `None`"
-    model = unwrap_model(model)
-    if type(model) is not nn.Sequential: return None
-    for i,m in enumerate(model):
-        if m is layer: return model[i+1:] if i+1<len(model) else None
-        if type(m) is nn.Sequential and any(o is layer for o in m.modules()):
-            inner,rest = (split_head(m, layer) if m[-1] is not layer else nn.Sequential()),model[i+1:]
-            return None if inner is None or not (len(inner) or len(rest)) else nn.Sequential(inner, *rest)
 
 # %% ../nbs/00_cam.ipynb #91991d82
 def replay_head(head:nn.Module, acts:Tensor)->tuple:
@@ -484,21 +571,23 @@ def layer_maps(model:nn.Module, x:Tensor, within:nn.Module|None=None)->list:
         if isinstance(o, Tensor) and o.ndim in (3, 4) and o.is_floating_point(): done.append((m, o))
     hs = [m.register_forward_hook(hook) for m in within.modules()]
     try:
-        with evaluating(model), full_precision(model), torch.no_grad(): model(model_input(model, x))
+        with read_whole(model, x) as (xm,_), torch.no_grad(): model(xm)
     finally:
         for h in hs: h.remove()
     shapes = [(m, map_shape(model, m, o)) for m,o in done if calls[m]==1]
     return [(m, s) for m,s in shapes if s is not None]
 
 def fine_enough(shape:tuple, min_size:int=7)->bool:
-    "Whether a map of `shape` `(h, w)` has at least `min_size` x `min_size` cells (a 6x10 map has 60: enough)"
-    return shape[0]*shape[1]>=min_size**2
+    "Whether a map of `shape` `(h, w)` has at least `min_size` x `min_size` cells (a 6x10 map has 60: enough); a sequence's `(tokens,)` always is"
+    return len(shape)==1 or shape[0]*shape[1]>=min_size**2
 
 def pick_layer(model:nn.Module, x:Tensor, within:nn.Module|None=None, min_size:int=7)->nn.Module:
     "The layer to explain for inputs like `x`: `within` (default `model[0]`) if its map is `fine_enough`, else its last module whose map is"
     model = unwrap_model(model)
     within = within or default_layer(model)
     maps = layer_maps(model, x[:1], within)
+    if is_tokens(x):                       # a sequence: the layer with one cell per token that stays at its token, the embedding
+        return next((m for m,s in maps if s[0]==1 and s[1]==x.shape[-1]), within)
     own = next((s for m,s in maps if m is within), None)
     if own is None or fine_enough(own, min_size): return within
     fine = [m for m,s in maps if fine_enough(s, min_size)]

@@ -5,7 +5,7 @@
 # %% ../nbs/02_capture.ipynb #5bd09b6f
 from __future__ import annotations
 from bisect import bisect_left
-from functools import reduce
+from functools import reduce, partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import store_attr
@@ -15,22 +15,29 @@ from .tasks import *
 
 # %% auto #0
 __all__ = ['row_names', 'take_rows', 'cat_rows', 'merge_top_k', 'TopK', 'with_base_methods', 'explain_maps', 'capture_maps',
-           'Capture', 'state_fingerprint', 'same_fingerprint', 'shard_of', 'unshard', 'gather_shards', 'check_track',
-           'probe_indices']
+           'Capture', 'state_fingerprint', 'same_fingerprint', 'shard_of', 'unshard', 'dataset_order', 'gather_shards',
+           'check_track', 'probe_indices']
 
 # %% ../nbs/02_capture.ipynb #9c4c31cb
 def take_rows(d:dict, rows)->dict:
     "The rows `rows` of every tensor of `d`, a dict of tensors or of such dicts (as `maps`); other values as they are"
     return {n: take_rows(v, rows) if isinstance(v, dict) else v[rows] if isinstance(v, Tensor) else v for n,v in d.items()}
 
-def cat_rows(a:dict, b:dict)->dict:
-    "The rows of `b` after those of `a` (dicts of the same keys, nested as `maps`)"
-    return {n: cat_rows(v, b[n]) if isinstance(v, dict) else torch.cat([v, b[n]]) if isinstance(v, Tensor) else v for n,v in a.items()}
+def _cat(u:Tensor, v:Tensor, pad:int|None=None)->Tensor:
+    "`u` then `v`; token ids of different lengths first padded at their end with `pad`"
+    if pad is not None and u.ndim==2 and v.ndim==2 and u.shape[1]!=v.shape[1] and not u.is_floating_point():
+        n = max(u.shape[1], v.shape[1])
+        u,v = (F.pad(o, (0, n-o.shape[1]), value=pad) for o in (u, v))
+    return torch.cat([u, v])
 
-def merge_top_k(kept:dict|None, new:dict, k:int)->dict:
+def cat_rows(a:dict, b:dict, pad:int|None=None)->dict:
+    "The rows of `b` after those of `a` (dicts of the same keys, nested as `maps`); `pad`: the token that pads texts of different lengths"
+    return {n: cat_rows(v, b[n], pad) if isinstance(v, dict) else _cat(v, b[n], pad) if isinstance(v, Tensor) else v for n,v in a.items()}
+
+def merge_top_k(kept:dict|None, new:dict, k:int, pad:int|None=None)->dict:
     "The `k` rows with the largest `'losses'` among the rows of `kept` and `new` (dicts of same-length tensors)"
     new = take_rows(new, new['losses'].topk(min(k, len(new['losses']))).indices)
-    if kept is not None: new = cat_rows(kept, new)
+    if kept is not None: new = cat_rows(kept, new, pad)
     return take_rows(new, new['losses'].topk(min(k, len(new['losses']))).indices)
 
 # %% ../nbs/02_capture.ipynb #4193988e
@@ -41,8 +48,8 @@ def _rows_in(idxs:list, start:int, n:int, device)->Tensor|None:
 
 class TopK:
     "A pass's streaming top `k`: the rows with the largest losses, the rows of `track`ed and `probe` items, and every item's loss"
-    def __init__(self, k:int, n:int=0, track=(), probe=(), probe_keep=None):
-        store_attr('k,n,probe_keep'); self.track,self.probe = sorted(track),sorted(probe)
+    def __init__(self, k:int, n:int=0, track=(), probe=(), probe_keep=None, pad:int|None=None):   # `pad`: the token padding texts
+        store_attr('k,n,probe_keep,pad'); self.track,self.probe = sorted(track),sorted(probe)
         self.kept,self.pending,self.best,self.tracked,self.probed,self.losses,self.seen,self.bar = None,[],None,[],[],None,0,None
 
     def add(self, losses:Tensor, start:int, rows_of)->None:
@@ -80,7 +87,7 @@ class TopK:
 
     def _flush(self):
         "Merge the pending rows into the top `k`, in one go"
-        if self.pending: self.kept,self.pending = merge_top_k(self.kept, reduce(cat_rows, self.pending), self.k),[]
+        if self.pending: self.kept,self.pending = merge_top_k(self.kept, reduce(partial(cat_rows, pad=self.pad), self.pending), self.k, self.pad),[]
 
     def _keep_losses(self, losses:Tensor):
         "Write a batch's per-item losses into one buffer for the whole pass (sized once from `n`, grown only if `n` was wrong)"
@@ -100,7 +107,7 @@ class TopK:
         "The kept rows of `which`: 'top' (largest loss first), 'tracked' or 'probed' (in the order they came), or `None`"
         if which=='top': self._flush(); return self.kept
         parts = [p for p in getattr(self, which) if len(p['idxs'])]
-        return reduce(cat_rows, parts) if parts else None
+        return reduce(partial(cat_rows, pad=self.pad), parts) if parts else None
 
 # %% ../nbs/02_capture.ipynb #3d9f6a11
 def with_base_methods(methods)->list:
@@ -190,6 +197,12 @@ def shard_of(dl):
 def unshard(dl):
     "The whole `DataLoader` a `DistributedDL` shards (or `dl` itself)"
     return dl.dl if shard_of(dl) is not None else dl
+
+def dataset_order(dl)->Tensor|None:
+    "The dataset index of each item in the order `dl` gives them when it reorders them (fastai's `SortedDL`: texts by length), else `None`"
+    from fastai.data.load import DataLoader
+    if getattr(type(dl), 'get_idxs', None) is DataLoader.get_idxs: return None
+    return torch.as_tensor(list(dl.get_idxs()), dtype=torch.long)
 
 def gather_shards(parts:dict, losses:Tensor, k:int, about=None)->tuple:
     "Every rank's `{'top'|'tracked'|'probed': rows}`, losses and `about`, merged on every rank: the top `k` of the whole set, the rest in dataset order"

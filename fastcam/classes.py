@@ -40,9 +40,11 @@ def class_maps(interp, method:str='gradcam', layer:nn.Module|None=None)->ClassMa
     model,order,rows,start,task = unwrap_model(learn.model),list(dl.get_idxs()),[],0,None
     for b in dl:
         x,y = b[0],b[1]
+        if is_tokens(x): raise ValueError("Where the model looks class by class compares places in images; a text has no fixed places to compare. "
+                                          "For a text model, the top losses show which words it read: `plot_top_losses_cam`, `cam_report`.")
         layer = explained_layer(learn, layer, x)
         if task is None:
-            with evaluating(model), full_precision(model), torch.no_grad(): task = detect_task(learn.loss_func, plain(model(model_input(model, x[:1]))), plain(y[:1]))
+            with read_whole(model, x[:1]) as (xm,_), torch.no_grad(): task = detect_task(learn.loss_func, plain(first_output(model(xm))), plain(y[:1]))
             _check_classifier(task)
         y = plain(y).to(model_device(model))
         item,cls = (torch.arange(len(y), device=y.device),y.long()) if task is classification else y.nonzero().unbind(1)   # one row per (item, label)
@@ -142,8 +144,10 @@ def transplant(dst:Tensor, src:Tensor, box:tuple)->Tensor:
 def predicts(learn, x:Tensor, cls:Tensor, task:str)->Tensor:
     "Whether `learn`'s model predicts class `cls[i]` for image `x[i]` (multi-label: with probability above 0.5)"
     model = unwrap_model(learn.model)
-    with evaluating(model), full_precision(model), torch.no_grad():
-        out = torch.cat([plain(model(model_input(model, b))).float() for b in x.split(128)])
+    outs = []
+    for b in x.split(128):
+        with read_whole(model, b) as (xm,_), torch.no_grad(): outs.append(plain(first_output(model(xm))).float())
+    out = torch.cat(outs)
     cls = cls.to(out.device).long()
     if task=='classification': return (out.argmax(1)==cls).cpu()
     return (prediction_fns(learn.loss_func)[0](out).gather(1, cls[:, None])[:, 0]>0.5).cpu()

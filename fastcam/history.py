@@ -122,6 +122,8 @@ def plot_cam_history(h:History,
     passes = [_task(pass_items(r), h) for r in recs]
     check_cam_for(cam_for, passes[0])
     x,y = batch_of(h.dl, items)
+    if is_tokens(x): raise ValueError("plot_cam_history draws images by epoch; for a text model, read the history as a table: "
+                                      "`learn.grad_cam.history_table()` (the figure of the top losses shades the words: `plot_top_losses_cam`).")
     imgs = [o[0] for o in h.dl.decode_batch((x, y), max_n=len(items), full=False)]
     vocab,n,m = dl_vocab(h.dl),len(items),len(passes)
     fig,axs = get_grid(n*m, n, m, figsize=figsize or (2.2*m+0.4, 2.6*n+0.9), return_fig=True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings, weakref
 import torch, torch.nn as nn, pandas as pd
 from fastcore.basics import patch
+from fastcore.xtras import is_listy
 from fastai.interpret import Interpretation
 from fastai.torch_core import to_cpu, to_device
 from .cam import *
@@ -15,8 +16,8 @@ from .capture import *
 
 # %% auto #0
 __all__ = ['auto_layer', 'explained_layer', 'coarse_map_note', 'with_summary', 'captured_items', 'compute_maps', 'predict_items',
-           'batch_of', 'items_batch', 'check_interpretation', 'dl_vocab', 'vocab_of', 'top_loss_items', 'task_name',
-           'is_multilabel', 'label_names', 'pixel_accuracy', 'items_frame']
+           'batch_of', 'items_batch', 'check_interpretation', 'dl_vocab', 'token_vocab', 'token_words', 'token_text',
+           'vocab_of', 'top_loss_items', 'task_name', 'is_multilabel', 'label_names', 'pixel_accuracy', 'items_frame']
 
 # %% ../nbs/03_interpret.ipynb #bca68904
 _picked = weakref.WeakKeyDictionary()   # model -> {(within, input shape, min_size): layer}
@@ -77,14 +78,14 @@ def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=(), cam_for
     r = Replay(acts, out, model, x, prediction_fns(learn.loss_func)[0], resolve_reshape(model, layer, acts, reshape), layer)
     methods = with_base_methods(methods)
     maps = to_cpu(explain_maps(r, ex, methods, task, cam_fors))
-    path,shape = module_path(model, layer),tuple(r.acts.shape[-2:])
+    path,shape = module_path(model, layer),tuple(maps['mean'][next(iter(maps['mean']))].shape[1:])
     return with_summary({**{n: ex[n].cpu() for n in _explained}, 'maps': maps, 'task': task.name, 'layer': path,
                          'map_size': shape, 'notes': broken_assumptions(r.acts, methods)})
 
 def predict_items(learn, x, targs)->dict:
     "Probabilities and predictions of `x` (no maps), in one forward in eval mode"
     model = unwrap_model(learn.model)
-    with evaluating(model), full_precision(model), torch.no_grad(): out = model(model_input(model, x))
+    with read_whole(model, x) as (xm,_), torch.no_grad(): out = first_output(model(xm))
     task = detect_task(learn.loss_func, out, targs)
     ex = explain_targets(learn, out, targs, task=task)
     return dict({n: ex[n].cpu() for n in _explained}, task=task.name)
@@ -108,11 +109,40 @@ def check_interpretation(interp):
         raise TypeError(f"fastcam explains a fastai `Interpretation` (e.g. `learn.grad_cam.interpretation()` or "
                         f"`ClassificationInterpretation.from_learner(learn)`), got a {type(interp).__name__}.")
 
+def _text_vocabs(v)->bool:
+    "Whether `v` is a text `DataLoader`'s `[tokens, classes]` (the classes: a `CategoryMap`)"
+    return is_listy(v) and len(v)==2 and is_listy(v[0]) and hasattr(v[1], '__getitem__') and not isinstance(v[1], str)
+
 def dl_vocab(dl)->list|None:
-    "The class names of `dl`'s data (segmentation: `MaskBlock`'s codes), or `None` (regression)"
-    try: return dl.vocab
-    except (AttributeError, IndexError, TypeError): pass
+    "The class names of `dl`'s data (segmentation: `MaskBlock`'s codes; text: the classes, not the tokens), or `None` (regression)"
+    try: v = dl.vocab
+    except (AttributeError, IndexError, TypeError): v = None
+    if v is not None: return v[-1] if _text_vocabs(v) else v
     return next((t.codes for t in getattr(getattr(dl, 'after_item', None), 'fs', ()) if getattr(t, 'codes', None) is not None), None)
+
+def token_vocab(dl)->list|None:
+    "The token vocabulary of a text `DataLoader` (fastai keeps `[tokens, classes]` as its `vocab`), else `None`"
+    try: v = dl.vocab
+    except (AttributeError, IndexError, TypeError): return None
+    return v[0] if _text_vocabs(v) else None
+
+_markers = {'xxpad', 'xxbos', 'xxeos', 'xxfld'}
+
+def token_words(vocab, ids, weights=None)->list:
+    "`(word, weight)` for each token of `ids` as a person reads it: padding and fastai's markers left out, `xxmaj`/`xxup` applied to the next word (with the larger weight)"
+    out,case,w_case = [],None,0.
+    for i,t in enumerate(plain(ids).tolist()):
+        w,tok = (float(weights[i]) if weights is not None else 0.),(str(vocab[t]) if t < len(vocab) else '?')
+        if tok in _markers: continue
+        if tok in ('xxmaj', 'xxup'): case,w_case = tok,w; continue
+        if case is not None:
+            tok,w,case = (tok[:1].upper()+tok[1:] if case=='xxmaj' else tok.upper()),max(w, w_case),None
+        out.append(('<unknown>' if tok=='xxunk' else tok, w))
+    return out
+
+def token_text(vocab, ids)->str:
+    "The text of the token ids `ids`, as `token_words` reads it"
+    return ' '.join(w for w,_ in token_words(vocab, ids))
 
 def vocab_of(interp)->list|None:
     "The class names of `interp` (its `vocab`, else its data's: see `dl_vocab`)"
@@ -188,5 +218,7 @@ def top_losses_table(self:Interpretation,
 )->pd.DataFrame:
     "The `k` top losses as a DataFrame: index, item, predicted, actual, loss, probability of the actual class (see `items_frame`)"
     t = top_loss_items(self, k, largest, with_maps=False)
-    df = pd.DataFrame(dict(index=t['idxs'].tolist(), item=[_item(self.dl, int(i)) for i in t['idxs']]))
+    tv = token_vocab(self.dl) if is_tokens(t['inputs']) else None
+    items = [token_text(tv, x) for x in t['inputs']] if tv is not None else [_item(self.dl, int(i)) for i in t['idxs']]   # a text: the text
+    df = pd.DataFrame(dict(index=t['idxs'].tolist(), item=items))
     return pd.concat([df, items_frame(vocab_of(self), t)], axis=1)

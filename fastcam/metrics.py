@@ -18,9 +18,9 @@ from .plots import tile_scorers, method_pickers, check_cam_for, fmt_prob, class_
 # %% auto #0
 __all__ = ['score_metrics', 'better', 'auto_candidates', 'map_peaks', 'points_at', 'pointing_game', 'class_discrimination',
            'interactive', 'progress', 'upsample_maps', 'blur', 'baseline_image', 'class_probs', 'perturbation_curves',
-           'curve_auc', 'deletion', 'insertion', 'confidence_change', 'average_drop', 'increase_in_confidence',
-           'spearman', 'cascade_layers', 'randomization_test', 'faithfulness', 'tile_notes', 'probe_items', 'memo_of',
-           'pick_method', 'method_ranking']
+           'word_curves', 'random_like', 'curve_auc', 'deletion', 'insertion', 'confidence_change', 'average_drop',
+           'increase_in_confidence', 'spearman', 'cascade_layers', 'randomization_test', 'faithfulness', 'tile_notes',
+           'probe_items', 'memo_of', 'pick_method', 'method_ranking']
 
 # %% ../nbs/08_metrics.ipynb #22b4def5
 def map_peaks(maps:torch.Tensor, img_size:tuple)->torch.Tensor:
@@ -95,15 +95,16 @@ def baseline_image(x:Tensor, baseline='blur')->Tensor:
 def class_probs(model:nn.Module, x:Tensor, targets, activation=None, bs:int=64)->Tensor:
     "The probability `model` gives each image of `x` for its class in `targets` (class indices or `(n, classes)` weights)"
     act = activation or partial(F.softmax, dim=-1)
-    with evaluating(model), full_precision(model), torch.no_grad():
-        x = model_input(model, x)
-        out = [plain(act(plain(model(xb)))).float() for xb in x.split(bs)]
+    out = []
+    for xb in x.split(bs):
+        with read_whole(model, xb) as (xm,_), torch.no_grad(): out.append(plain(act(plain(first_output(model(xm))))).float())
     p = torch.cat(out)
     return (p*target_weights(targets, len(p), p.shape[1], p.device)).sum(1)
 
 def perturbation_curves(model:nn.Module, x:Tensor, maps:Tensor, targets, steps:int=20, baseline='blur',
                         insertion:bool=False, activation=None, bs:int=64)->Tensor:
-    "`(n, steps+1)` class probabilities as the most salient pixels are removed (or with `insertion`, revealed) first"
+    "`(n, steps+1)` class probabilities as the most salient pixels (words, for token ids) are removed (or with `insertion`, revealed) first"
+    if is_tokens(plain(x)): return word_curves(model, x, maps, targets, steps, insertion, activation, bs)
     x = plain(x).float()
     n,(H,W) = len(x),x.shape[-2:]
     rank = upsample_maps(maps.to(x.device), (H, W)).reshape(n, -1).argsort(dim=1, descending=True, stable=True).argsort(dim=1)
@@ -117,6 +118,27 @@ def perturbation_curves(model:nn.Module, x:Tensor, maps:Tensor, targets, steps:i
         imgs = torch.where(m, x[i], base[i]) if insertion else torch.where(m, base[i], x[i])
         probs.append(class_probs(model, imgs, _targets_of(targets, i), activation, bs))
     return torch.cat(probs).reshape(n, steps+1)
+
+def word_curves(model:nn.Module, x:Tensor, maps:Tensor, targets, steps:int=20, insertion:bool=False, activation=None, bs:int=64,
+                unk:int=0)->Tensor:
+    "`perturbation_curves` of token ids `x`: the most salient words replaced by the unknown token `unk` first (fastai's `xxunk`), padding never"
+    x = plain(x)
+    pad = pad_index(model)
+    words = (x!=pad) if pad is not None else torch.ones_like(x, dtype=torch.bool)
+    score = torch.where(words, maps.to(x.device).float(), torch.full_like(maps, -torch.inf, dtype=torch.float, device=x.device))
+    rank = score.argsort(dim=1, descending=True, stable=True).argsort(dim=1)            # padding ranked last
+    changed = (torch.linspace(0, 1, steps+1, device=x.device)[None]*words.sum(1, keepdim=True)).round()   # words changed at each step
+    pairs,probs = torch.arange(len(x)*(steps+1), device=x.device),[]
+    for p in pairs.split(bs):
+        i,s = p//(steps+1),p%(steps+1)
+        hit = (rank[i]<changed[i, s][:, None]) & words[i]
+        texts = torch.where(hit, x[i], unk) if insertion else torch.where(hit, unk, x[i])
+        probs.append(class_probs(model, torch.where(words[i], texts, x[i]), _targets_of(targets, i), activation, bs))
+    return torch.cat(probs).reshape(len(x), steps+1)
+
+def random_like(maps:Tensor)->Tensor:
+    "The `random` baseline's maps for maps shaped like `maps` (`(n, h, w)`, or `(n, tokens)`): a fixed seed"
+    return torch.rand(maps.shape, generator=torch.Generator().manual_seed(0)).to(maps.device)
 
 def _targets_of(targets, i):
     "The targets of items `i` (an int applies to all of them)"
@@ -137,13 +159,14 @@ def insertion(model, x, maps, targets, steps:int=20, baseline='blur', activation
 
 # %% ../nbs/08_metrics.ipynb #7a1e0f04
 def confidence_change(model, x, maps, targets, activation=None)->tuple:
-    "`(Y, O)`: each item's class probability for the image, and for the image multiplied by its map"
+    "`(Y, O)`: each item's class probability for the image, and for the image multiplied by its map (a text can't be: `O` is nan)"
+    if is_tokens(plain(x)): y = class_probs(model, x, targets, activation); return y,torch.full_like(y, float('nan'))
     x = plain(x).float()
     masked = x*upsample_maps(maps.to(x.device), x.shape[-2:])[:, None]
     return class_probs(model, x, targets, activation),class_probs(model, masked, targets, activation)
 
 def _drop(y, o): return 100*(y-o).clamp(min=0)/y
-def _increase(y, o): return (o>y).float()
+def _increase(y, o): return torch.where(o.isnan(), o, (o>y).float())
 
 def average_drop(model, x, maps, targets, activation=None)->Tensor:
     "Drop in confidence `max(0, Y - O)/Y` of each item, in percent (lower is better)"
@@ -210,10 +233,10 @@ def faithfulness(model:nn.Module, x:Tensor, maps:dict, targets, metrics=score_me
     "One row per item and method of `maps` (`{method: (n, h, w)}`, made at `layer`), one column per metric, the random maps' beside"
     unknown = [m for m in metrics if m not in score_metrics]
     if unknown: raise ValueError(f"unknown metric(s) {unknown}: choose among {', '.join(map(repr, score_metrics))}.")
-    n,(h,w) = len(x),next(iter(maps.values())).shape[-2:]
+    n,shape = len(x),next(iter(maps.values())).shape[1:]
     def curve(c, mp, reps=1):
         return _curves[c](model, x.repeat(reps, *[1]*(x.ndim-1)) if reps>1 else x, mp, _repeat(targets, reps), steps, baseline, activation)
-    draws = torch.stack([torch.rand(n, h, w, generator=torch.Generator().manual_seed(s)) for s in range(random_draws)])   # draw 0: `random`
+    draws = torch.stack([torch.rand(n, *shape, generator=torch.Generator().manual_seed(s)) for s in range(random_draws)])   # draw 0: `random`
     rnd = {c: curve(c, draws.flatten(0, 1), random_draws).view(random_draws, n) for c in _curves if c in metrics}
     spread = {c: v.std(0) if random_draws>1 else torch.zeros(n) for c,v in rnd.items()}
     rnd = {c: v.mean(0) for c,v in rnd.items()}                         # the bar every map must clear
@@ -281,7 +304,7 @@ def tile_notes(interp, t:dict, method:str, cam_for:str, metric:str)->list:
     targets,learn = _items_for_scores(interp, t, cam_for),interp.learn
     act,vocab = prediction_fns(learn.loss_func)[0],vocab_of(interp)
     def score(maps, cls):
-        df = faithfulness(learn.model, t['inputs'], {method: maps, 'random': cam_methods['random'](maps[:, None])}, cls, [metric], activation=act, show_progress=False)
+        df = faithfulness(learn.model, t['inputs'], {method: maps, 'random': random_like(maps)}, cls, [metric], activation=act, show_progress=False)
         return df[df.method==method].reset_index(drop=True),df[df.method=='random'].reset_index(drop=True)
     mine,rnd = score(t['maps'][method]['actual' if method=='mean' else cam_for], targets)
     wrong = (t['cam_pred_for']!=t['cam_actual_for']).tolist()
@@ -325,12 +348,12 @@ def rank_methods(self:Interpretation,
     "Each method's mean deletion and insertion of the predicted class on correctly classified validation items, best first (`score`: insertion - deletion)"
     x,y = probe_items(self, n)
     if not len(x): raise ValueError("rank_methods needs correctly classified validation items, and the model has none yet: train it first.")
-    methods = check_methods(methods if methods is not None else auto_candidates)
+    methods = check_methods(methods if methods is not None else [m for m in auto_candidates if applies(m, x)])
     t = compute_maps(self.learn, x, y, layer, methods, cam_fors=('predicted',))
     if t['task'] not in ('classification', 'multi-label'): raise ValueError(
         f"rank_methods scores the class probability of correctly classified items; a {t['task']} model has none: pass `method=` yourself.")
     maps = {m: t['maps'][m]['predicted'] for m in methods}
-    maps.setdefault('random', cam_methods['random'](maps[methods[0]][:, None]))
+    maps.setdefault('random', random_like(maps[methods[0]]))
     df = faithfulness(self.learn.model, x, maps, t['cam_pred_for'], ['deletion', 'insertion'], steps, baseline,
                       prediction_fns(self.learn.loss_func)[0], show_progress=False, random_draws=1)
     res = df.groupby('method', sort=False)[['deletion', 'insertion']].mean()

@@ -17,9 +17,10 @@ from .interpret import *
 
 # %% auto #0
 __all__ = ['caption_headers', 'tile_scorers', 'method_pickers', 'display_range', 'normalize_map', 'signed_rgba', 'is_empty_map',
-           'show_cam', 'show_mask', 'fmt_prob', 'class_name', 'top_loss_caption', 'panel_label', 'shown_maps',
-           'check_cam_for', 'resolve_method', 'group_panels', 'figure_title', 'figure_notes', 'add_footer',
-           'draw_items']
+           'show_cam', 'word_colour', 'wrap_words', 'scaled_words', 'line_chars', 'show_text_cam', 'text_lines',
+           'show_mask', 'fmt_prob', 'class_name', 'top_loss_caption', 'panel_label', 'shown_maps', 'check_cam_for',
+           'resolve_method', 'group_panels', 'figure_title', 'figure_notes', 'add_footer', 'draw_items', 'text_grid',
+           'draw_texts']
 
 # %% ../nbs/04_plots.ipynb #0be25575
 def display_range(maps:torch.Tensor, scale:str='each', signed:bool=False)->torch.Tensor:
@@ -79,6 +80,46 @@ def show_cam(img, cam:torch.Tensor, ctx=None, title:str|None=None, alpha:float=0
         label = None if label is None else f"{label}: all zero"
     _label(ax, label)
     return ax
+
+def word_colour(w:float, signed:bool=False):
+    "The background of a word of weight `w` (in [0, 1]; signed: [-1, 1]): white at 0, red for evidence for the class (blue against it, signed)"
+    return matplotlib.colormaps['RdBu_r']((w+1)/2) if signed else matplotlib.colormaps['Reds'](0.85*w)
+
+def wrap_words(words:list, width:int=80)->list:
+    "`[(word, weight)]` as lines of at most `width` characters (a longer word gets a line of its own)"
+    lines,line,n = [],[],0
+    for w in words:
+        if line and n+1+len(w[0]) > width: lines.append(line); line,n = [],0
+        n += len(w[0]) + (1 if line else 0); line.append(w)
+    return lines + ([line] if line else [])
+
+def scaled_words(words:list, signed:bool=False)->list:
+    "Weights scaled for display: to the largest (signed: the largest absolute) weight of the text"
+    top = max([abs(w) if signed else w for _,w in words] + [0.])
+    return [(t, (w/top if top>0 else 0.)) for t,w in words]
+
+def line_chars(fig_width:float, fontsize:float=9)->int:
+    "How many characters of a `fontsize` monospace font fit on a line of a figure `fig_width` inches wide (its panels take 94% of it)"
+    return max(30, int(0.94*fig_width/(0.6*fontsize/72)))
+
+def show_text_cam(words:list, ax, title:str|None=None, label:str|None=None, signed:bool=False, width:int|None=None):
+    "Draw a text's `words` `[(word, weight)]` on `ax`, each on a background shaded by its weight, wrapped at `width` characters (default: the figure's); returns the axes"
+    ax.set_axis_off()
+    width = width or line_chars(ax.figure.get_figwidth())
+    lines = wrap_words(scaled_words(words, signed), width)
+    for r,line in enumerate(lines):
+        col = 0
+        for word,w in line:
+            ax.text(col/width, 1-(r+0.5)/max(len(lines), 1), word, family='monospace', fontsize=9, va='center', ha='left', transform=ax.transAxes,
+                    bbox=dict(boxstyle='square,pad=0.15', facecolor=word_colour(w, signed), edgecolor='none'))
+            col += len(word)+1
+    if title: ax.set_title(title, fontsize=10)
+    _label(ax, label)
+    return ax
+
+def text_lines(t:dict, vocab, width:int=80)->list:
+    "How many lines of `width` characters each item's text takes (see `wrap_words`)"
+    return [len(wrap_words(token_words(vocab, x), width)) for x in t['inputs']]
 
 def show_mask(img, mask, ctx=None, title:str|None=None, label:str|None=None, n_codes:int|None=None, **kwargs):
     "Show fastai image `img` with a segmentation `mask` over it, as fastai shows masks; returns the axes"
@@ -176,8 +217,9 @@ def group_panels(fig, axs, size:int, centre_caption:bool=True):
 def figure_title(t:dict, methods:list)->str:
     "The header: what a caption says, then which maps of which layer"
     shown = ', '.join(dict.fromkeys(cam_methods[m].title for m in methods))
-    size = 'x'.join(map(str, t.get('map_size') or ()))
-    return f"{caption_headers[task_name(t)]}\n{shown} of {t.get('layer', 'the layer')}" + (f" ({size} maps)" if size else '')
+    ms = tuple(t.get('map_size') or ())
+    size = f" ({ms[0]} tokens: a value per token)" if len(ms)==1 else (f" ({'x'.join(map(str, ms))} maps)" if ms else '')
+    return f"{caption_headers[task_name(t)]}\n{shown} of {t.get('layer', 'the layer')}{size}"
 
 def figure_notes(t:dict, methods:list, scale:str='each', why:str|None=None)->list:
     "The footer's lines: how the maps are scaled, why the method was picked, and what can't be trusted"
@@ -212,6 +254,7 @@ def _masks(interp, t:dict, n:int)->tuple:
 def draw_items(interp, t:dict, fig, axs, methods:list, cam_for:str, alpha:float=0.6, cmap:str='magma', scale:str='each',
                colorbar:bool=False, notes:list|None=None, why:str|None=None, **kwargs):
     "Draw each item of `t` on `axs`: its masks (segmentation), then one panel per method (`notes`: a line per item under its first panel)"
+    if is_tokens(t['inputs']): return draw_texts(interp, t, fig, axs, methods, cam_for, notes, why)
     n,vocab,seg = len(t['idxs']),vocab_of(interp),task_name(t)=='segmentation'
     m = len(methods)+2*seg
     shown = {o: shown_maps(t, o, cam_for, vocab) for o in methods}
@@ -232,6 +275,30 @@ def draw_items(interp, t:dict, fig, axs, methods:list, cam_for:str, alpha:float=
     fig.tight_layout(rect=(0, add_footer(fig, figure_notes(t, methods, scale, why)), 1, 1))
     if colorbar: _colorbar(fig, axs, cmap, scale)         # after the layout: tight_layout can't place a colour bar
     if m>1: group_panels(fig, axs, m)
+    return fig
+
+def text_grid(t:dict, vocab, m:int, title:str, figsize=None)->tuple:
+    "A figure of one panel per item and method, stacked, each as tall as its text: `(fig, axes)`"
+    w = (figsize or (10,))[0]
+    heights = [h+1.6 for h in text_lines(t, vocab, line_chars(w)) for _ in range(m)]
+    fig,axs = plt.subplots(len(heights), 1, figsize=figsize or (w, 0.22*sum(heights)+1.2), gridspec_kw=dict(height_ratios=heights), squeeze=False)
+    fig.suptitle(title, fontsize=11)
+    return fig,list(axs[:, 0])
+
+def draw_texts(interp, t:dict, fig, axs, methods:list, cam_for:str, notes:list|None=None, why:str|None=None):
+    "Draw each text of `t`: one panel per method, its words shaded by the map (padding and fastai's markers left out), captioned as the images are"
+    tv,vocab,m = token_vocab(interp.dl),vocab_of(interp),len(methods)
+    shown = {o: shown_maps(t, o, cam_for, vocab) for o in methods}
+    for i,x in enumerate(t['inputs']):
+        for j,o in enumerate(methods):
+            maps,instead = shown[o]
+            label = panel_label(vocab, t, i, o, cam_for) + (f": all zero, {instead[i][1]} shown instead" if instead[i] else '') + \
+                    (f"\n{notes[i]}" if notes and j==0 else '')
+            show_text_cam(token_words(tv, x, maps[i] if instead[i] is None else instead[i][0]), axs[m*i+j],
+                          top_loss_caption(vocab, t, i, cam_for) if j==0 else None, label, cam_methods[o].signed)
+    lines = figure_notes(t, methods, 'each', why)
+    lines[0] = "Words: the background shows each word's weight in the map, scaled to the text's largest; padding and fastai's markers are left out."
+    fig.tight_layout(rect=(0, add_footer(fig, lines), 1, 0.97), h_pad=0.4)
     return fig
 
 # %% ../nbs/04_plots.ipynb #6b2f0d12
@@ -260,7 +327,8 @@ def plot_top_losses_cam(self:Interpretation,
     methods = {'gradcam': [method], 'mean': ['mean'], 'both': [method, 'mean']}[heatmap]
     notes = None if score is None else tile_scorers[score](self, t, method if heatmap!='mean' else 'mean', cam_for)
     n,title = len(t['idxs']),figure_title(t, methods)
-    if task_name(t)=='segmentation':   # one row per item: the actual mask, the predicted mask, the maps
+    if is_tokens(t['inputs']): fig,axs = text_grid(t, token_vocab(self.dl), len(methods), title, figsize)
+    elif task_name(t)=='segmentation':   # one row per item: the actual mask, the predicted mask, the maps
         m = len(methods)+2
         fig,axs = get_grid(n*m, n, m, figsize=figsize or (2.6*m, 2.9*n), return_fig=True, title=title)
     else: fig,axs = get_grid(n, nrows, ncols, figsize=figsize, double=len(methods)==2, return_fig=True, title=title)
@@ -284,5 +352,6 @@ def plot_cam_methods(self:Interpretation,
     t = top_loss_items(self, k, largest, layer=layer, methods=methods)
     check_cam_for(cam_for, t)
     n,m = len(t['idxs']),len(methods)+2*(task_name(t)=='segmentation')
-    fig,axs = get_grid(n*m, n, m, figsize=figsize or (2.2*m, 2.5*n+0.6), return_fig=True, title=figure_title(t, methods))
+    if is_tokens(t['inputs']): fig,axs = text_grid(t, token_vocab(self.dl), len(methods), figure_title(t, methods), figsize)
+    else: fig,axs = get_grid(n*m, n, m, figsize=figsize or (2.2*m, 2.5*n+0.6), return_fig=True, title=figure_title(t, methods))
     return draw_items(self, t, fig, axs, methods, cam_for, scale=scale, colorbar=colorbar, **kwargs)

@@ -25,9 +25,10 @@ from .classes import *
 
 # %% auto #0
 __all__ = ['image_array', 'overlay_array', 'png_uri', 'figure_uri', 'html_table', 'fastcam_version', 'versions', 'report_facts',
-           'mask_array', 'gallery_html', 'UsageError', 'writable_dir', 'output_dir', 'save_figure', 'write_report',
-           'PlainProgress', 'progress_cbs', 'load_classifier', 'report_folder', 'labelled_files', 'unreadable',
-           'labelled_dl', 'validate_with_progress', 'validate_readable', 'own_data', 'report_on_folder']
+           'mask_array', 'gallery_html', 'words_html', 'texts_html', 'UsageError', 'writable_dir', 'output_dir',
+           'save_figure', 'write_report', 'PlainProgress', 'progress_cbs', 'load_classifier', 'report_folder',
+           'labelled_files', 'unreadable', 'labelled_dl', 'validate_with_progress', 'validate_readable', 'own_data',
+           'report_on_folder']
 
 # %% ../nbs/11_report.ipynb #f3ba92a6
 def image_array(img)->np.ndarray:
@@ -107,6 +108,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 dl.facts { display: grid; grid-template-columns: max-content auto; gap: 2px 14px; } dl.facts dt { font-weight: 600; }
 .note { color: #555; font-size: 0.9em; }
 details > summary { cursor: pointer; color: #1a5fb4; margin: 0.4em 0; }
+.text-tile { width: 30em; } .text { line-height: 1.9; font-family: monospace; } .w { padding: 1px 2px; border-radius: 2px; }
 .flag { background: #fdecea; border-left: 4px solid #c0392b; padding: 6px 10px; } .ok { background: #eaf6ec; border-left: 4px solid #2e7d32; padding: 6px 10px; }
 """
 
@@ -142,7 +144,7 @@ def report_facts(interp, t:dict, method:str='gradcam', why:str|None=None)->dict:
     size = 'x'.join(map(str, t.get('map_size') or ()))
     return {'model': f"{type(learn.model).__name__}, {sum(p.numel() for p in learn.model.parameters()):,} parameters",
             'task': task_name(t),
-            'explained layer': f"{t.get('layer')} ({size} maps)",
+            'explained layer': f"{t.get('layer')} " + ("(a value per token)" if len(t.get('map_size') or ())==1 else f"({size} maps)"),
             'method': f"{cam_methods[method].title}" + (f" ({why})" if why else ''),
             'loss': type(getattr(learn.loss_func, 'func', learn.loss_func)).__name__,
             'classes': 'none (regression)' if vocab is None else f"{len(vocab)}: " + ', '.join(map(str, vocab[:30])) + (' ...' if len(vocab)>30 else ''),
@@ -158,10 +160,11 @@ def mask_array(img:np.ndarray, mask, n_codes:int, alpha:float=0.5)->np.ndarray:
 
 def gallery_html(interp, t:dict, methods:list, cam_for:str='actual', main:str='gradcam', alpha:float=0.6, cmap:str='magma')->str:
     "One tile per item of `t`: its caption, the image with `main`'s map, its masks (segmentation), and every method's map side by side"
+    if is_tokens(t['inputs']): return texts_html(interp, t, methods, cam_for, main)
     n,vocab = len(t['idxs']),vocab_of(interp)
     imgs = [image_array(o[0]) for o in interp.dl.decode_batch((t['inputs'], t['targs']), max_n=n, full=False)]
     scale = max(1, 192//max(imgs[0].shape[:2])) if imgs else 1
-    shown = {m: shown_maps(t, m, cam_for, vocab) for m in methods}
+    shown = {m: shown_maps(t, m, cam_for, vocab) for m in dict.fromkeys([*methods, main])}
     def _map(m, i): return shown[m][0][i] if shown[m][1][i] is None else shown[m][1][i][0]   # an all-zero map: what is shown instead
     def label(i, m):
         zero = is_empty_map(shown[m][0][i])
@@ -180,6 +183,26 @@ def gallery_html(interp, t:dict, methods:list, cam_for:str='actual', main:str='g
                      f'<div class="maps" style="grid-template-columns: repeat({min(len(methods)+len(extra), 4)}, 88px)">{maps}</div></div>')
     return '<div class="gallery">' + ''.join(tiles) + '</div>'
 
+def words_html(words:list, signed:bool=False)->str:
+    "A text's `words` `[(word, weight)]` as HTML, each on a background shaded by its weight (see `word_colour`), its weight in its tooltip"
+    def span(w, v):
+        r,g,b,_ = word_colour(v, signed)
+        return f'<span class="w" style="background: rgb({int(255*r)}, {int(255*g)}, {int(255*b)})" title="{v:.2f}">{escape(w)}</span>'
+    return '<p class="text">' + ' '.join(span(w, v) for w,v in scaled_words(words, signed)) + '</p>'
+
+def texts_html(interp, t:dict, methods:list, cam_for:str='actual', main:str='gradcam')->str:
+    "One tile per text of `t`: its caption, its words shaded by `main`'s map, then by every other method's"
+    tv,vocab = token_vocab(interp.dl),vocab_of(interp)
+    shown = {m: shown_maps(t, m, cam_for, vocab) for m in dict.fromkeys([*methods, main])}
+    def block(i, m):
+        maps,instead = shown[m]
+        label = panel_label(vocab, t, i, m, cam_for) + (f": all zero, {instead[i][1]} shown instead" if instead[i] else '')
+        return f'<div class="note">{escape(label)}</div>' + words_html(token_words(tv, t['inputs'][i], maps[i] if instead[i] is None else instead[i][0]), cam_methods[m].signed)
+    tiles = [f'<div class="tile text-tile" data-index="{int(t["idxs"][i])}"><div class="caption">{escape(top_loss_caption(vocab, t, i, cam_for))}</div>'
+             + block(i, main) + '<details><summary>every method</summary>' + ''.join(block(i, m) for m in methods if m!=main) + '</details></div>'
+             for i in range(len(t['idxs']))]
+    return '<div class="gallery">' + ''.join(tiles) + '</div>'
+
 # %% ../nbs/11_report.ipynb #2b176839
 def _confused_section(interp, t:dict)->str|None:
     "fastai's `most_confused`, for a single-label classifier"
@@ -188,14 +211,14 @@ def _confused_section(interp, t:dict)->str|None:
     return _section('Most confused classes', html_table(mc, 'most_confused') if len(mc) else '<p>No mistakes.</p>',
                     "fastai's most_confused: pairs of actual and predicted class, most frequent first.")
 
-def _history_section(cb)->str|None:
-    "The tracked items across epochs (at most 8 evenly spaced in the figure, every epoch in the table)"
+def _history_section(cb, figure:bool=True)->str|None:
+    "The tracked items across epochs (at most 8 evenly spaced in the figure, images only; every epoch in the table)"
     h = getattr(cb, 'history', None)
     if not h: return None
     hist,epochs = h.table(),[r['epoch'] for r in h]
     epochs = [epochs[int(j)] for j in np.unique(np.linspace(0, len(epochs)-1, min(len(epochs), 8)).round())]
-    return _section('History across epochs', f'<img style="max-width:100%" alt="tracked items by epoch" src="{figure_uri(h.plot(epochs=epochs), dpi=60)}">'
-                    + html_table(hist[hist.tracked], 'history'),
+    img = f'<img style="max-width:100%" alt="tracked items by epoch" src="{figure_uri(h.plot(epochs=epochs), dpi=60)}">' if figure else ''
+    return _section('History across epochs', img + html_table(hist[hist.tracked], 'history'),
                     f"The tracked items (dataset indices {h.tracked_idxs}) during training (the figure: at most 8 epochs, evenly spaced; "
                     f"the table: every epoch); stubborn (in the top-k at every epoch): {h.stubborn_items()}; fixed by training: {h.fixed_items()}.")
 
@@ -244,20 +267,21 @@ def cam_report(self:Interpretation,
     check_interpretation(self)
     cb = getattr(self.learn, 'grad_cam', None)
     method,why = resolve_method(self, method)
-    methods = with_base_methods([*(methods if methods is not None else getattr(cb, 'methods', ())), method])
-    t = top_loss_items(self, k, largest, methods=methods)
+    methods = with_base_methods(methods if methods is not None else getattr(cb, 'methods', ()))   # one panel each; `method`: the main image
+    t = top_loss_items(self, k, largest, methods=[*methods, method])
     check_cam_for(cam_for, t)
     what = 'largest' if largest else 'smallest'
     caption = caption_headers[task_name(t)].lower().replace('/', ' / ')
-    table = self.top_losses_table(k, largest).assign(item=lambda d: [_item_name(self.dl, int(i)) for i in d['index']])
+    table = self.top_losses_table(k, largest)
+    if not is_tokens(t['inputs']): table['item'] = [_item_name(self.dl, int(i)) for i in table['index']]      # a text's item is its text
     parts = [_section('Model and data', _facts(report_facts(self, t, method, why))),
              _section(f"The {len(t['idxs'])} {what} losses", gallery_html(self, t, methods, cam_for, method, alpha, cmap),
                       f"Caption: {caption}. The large image shows {cam_methods[method].title} ({cam_for}) of {t.get('layer')}; below it, "
                       + ("the actual and predicted masks, then " if task_name(t)=='segmentation' else '') + "every method's map. Each map is scaled to its own [0, 1]."
-                      + ''.join(f" Warning: {t['notes'][m]}" for m in methods if m in (t.get('notes') or {}))),
-             _classes_section(self) if classes else None,
+                      + ''.join(f" Warning: {t['notes'][m]}" for m in dict.fromkeys([*methods, method]) if m in (t.get('notes') or {}))),
+             _classes_section(self) if classes and not is_tokens(t['inputs']) else None,
              _section('Table', html_table(table, 'top_losses'), 'Click a column header to sort.'),
-             _ranking_section(self, why), _confused_section(self, t), _history_section(cb),
+             _ranking_section(self, why), _confused_section(self, t), _history_section(cb, not is_tokens(t['inputs'])),
              _scores_section(self.cam_scores(k, methods=methods) if scores is True else scores)]
     title = title or f"fastcam report: the {what} losses"
     html = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
