@@ -228,7 +228,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'fastcam.classes.Interpretation.plot_class_maps': ( 'classes.html#interpretation.plot_class_maps',
                                                                                      'fastcam/classes.py'),
                                  'fastcam.classes._check_classifier': ('classes.html#_check_classifier', 'fastcam/classes.py'),
-                                 'fastcam.classes._look': ('classes.html#_look', 'fastcam/classes.py'),
+                                 'fastcam.classes._looks': ('classes.html#_looks', 'fastcam/classes.py'),
                                  'fastcam.classes._rate_gap': ('classes.html#_rate_gap', 'fastcam/classes.py'),
                                  'fastcam.classes._typical': ('classes.html#_typical', 'fastcam/classes.py'),
                                  'fastcam.classes._why': ('classes.html#_why', 'fastcam/classes.py'),

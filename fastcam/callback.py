@@ -304,6 +304,7 @@ def _map_maker(self:GradCAMCallback):
     reshape = self.reshape if layer is self.capture_layer else None
     def make(rows:dict)->tuple:
         maps,notes = capture_maps(model, rows, layer, methods, task, act, reshape, head)
+        maps = to_cpu(maps)                                  # as the rest of the capture, whenever they are made
         about = dict(task=task.name, layer=module_path(model, layer), map_size=tuple(maps['mean']['actual'].shape[1:]), notes=notes)
         self._warn_coarse(about)
         return maps,about

@@ -192,16 +192,17 @@ def interp_class_maps(interp, method:str='gradcam', layer=None)->ClassMaps:
     if key not in store: store[key] = class_maps(interp, method, layer)
     return store[key]
 
-def _look(cm:ClassMaps, rows:Tensor, others:Tensor, max_area:float=0.5, min_peaks:float=0.5)->dict:
-    "Where the maps `rows` look, against the `others`: the more specific of their mean attention's region and the place most of them peak"
+def _looks(cm:ClassMaps, rows:Tensor, others:Tensor, min_peaks:float=0.5)->list:
+    "Where the maps `rows` look, against the `others`, most specific first: their mean attention's region, the place most of them peak, and both"
+    a,p = attention_region(attention(cm.maps[rows]).mean(0), cm.size),peak_region(cm.maps[rows], cm.size)
     looks = []
-    for box in (attention_region(attention(cm.maps[rows]).mean(0), cm.size), peak_region(cm.maps[rows], cm.size)):
+    for box in dict.fromkeys((a, p, (min(a[0], p[0]), min(a[1], p[1]), max(a[2], p[2]), max(a[3], p[3])))):
         share = lambda r: region_share(cm.maps[r], box, cm.size).mean().item()
         peaks = lambda r: peaks_in(cm.maps[r], box, cm.size).float().mean().item()
         o = dict(region=box, attention=share(rows), others=share(others), peaks=peaks(rows), peaks_others=peaks(others), area=box_area(box, cm.size))
         o['specificity'] = max(o['attention']/max(o['others'], 1e-6), o['peaks']/max(o['peaks_others'], 1e-6) if o['peaks']>=min_peaks else 0.)
         looks.append(o)
-    return max(looks, key=lambda o: (o['area']<=max_area, o['specificity']))
+    return sorted(looks, key=lambda o: -o['specificity'])
 
 def _why(name, r:dict, min_items:int, min_spec:float, max_area:float)->str:
     "One sentence a user can act on, for a row of `find_shortcuts`"
@@ -237,13 +238,17 @@ def find_shortcuts(self:Interpretation,
                  area=np.nan, lost=np.nan, lost_others=np.nan,
                  gained=np.nan, gained_others=np.nan, reliance=np.nan, n=len(own), strategies=0)
         if len(own) >= min_items and len(others):
-            best = _look(cm, own, others, max_area)   # the whole class: a strategy's place is often just where its objects sit
+            looks = _looks(cm, own, others)           # the whole class: a strategy's place is often just where its objects sit
+            suspects = [o for o in looks if o['area']<=max_area and o['specificity']>=min_specificity]
+            for o in suspects:                         # attention names the suspects; the model itself says which one it relies on
+                t = reliance_tests(self.learn, cm, c, o['region'], own, n_test, seed)
+                o.update(t, reliance=max((t['necessity'], t['necessity_se']), (t['sufficiency'], t['sufficiency_se'])))
+            best = max(suspects, key=lambda o: o['reliance'][0]) if suspects else next((o for o in looks if o['area']<=max_area), looks[0])
             r.update({k: best[k] for k in ('region', 'attention', 'others', 'peaks', 'peaks_others', 'specificity', 'area')},
                      strategies=int(strategies(cm.maps[own], min_items=min_items, seed=seed).max())+1)
-            if best['area']<=max_area and best['specificity']>=min_specificity:
-                t = reliance_tests(self.learn, cm, c, best['region'], own, n_test, seed)
-                gap,se = max((t['necessity'], t['necessity_se']), (t['sufficiency'], t['sufficiency_se']))
-                r.update({k: t[k] for k in ('lost', 'lost_others', 'gained', 'gained_others')}, reliance=gap, flagged=bool(gap>=min_reliance and gap>=2*se))
+            if suspects:
+                gap,se = best['reliance']
+                r.update({k: best[k] for k in ('lost', 'lost_others', 'gained', 'gained_others')}, reliance=gap, flagged=bool(gap>=min_reliance and gap>=2*se))
         rows.append(dict(r, why=_why(name, r, min_items, min_specificity, max_area)))
     df = pd.DataFrame(rows).rename(columns={'cls': 'class'})
     return df.sort_values(['flagged', 'reliance'], ascending=False, na_position='last', kind='stable').reset_index(drop=True)

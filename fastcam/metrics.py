@@ -238,7 +238,7 @@ def faithfulness(model:nn.Module, x:Tensor, maps:dict, targets, metrics=score_me
         return _curves[c](model, x.repeat(reps, *[1]*(x.ndim-1)) if reps>1 else x, mp, _repeat(targets, reps), steps, baseline, activation)
     draws = torch.stack([torch.rand(n, *shape, generator=torch.Generator().manual_seed(s)) for s in range(random_draws)])   # draw 0: `random`
     rnd = {c: curve(c, draws.flatten(0, 1), random_draws).view(random_draws, n) for c in _curves if c in metrics}
-    spread = {c: v.std(0) if random_draws>1 else torch.zeros(n) for c,v in rnd.items()}
+    spread = {c: v.std(0) if random_draws>1 else torch.zeros_like(v[0]) for c,v in rnd.items()}
     rnd = {c: v.mean(0) for c,v in rnd.items()}                         # the bar every map must clear
     p = class_probs(model, x, targets, activation)
     ok = ((p>=min_range) & (rnd['deletion'].to(p.device)>=min_auc if 'deletion' in rnd else True)).tolist()

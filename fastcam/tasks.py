@@ -139,7 +139,8 @@ def detect_task(loss_func, out, targs)->Task:
 # %% ../nbs/01_tasks.ipynb #5a41e9a5
 def explain_targets(learn, logits:Tensor, targs:Tensor, per:Tensor|None=None, task:Task|None=None)->dict:
     "Per-item losses, probabilities, decoded predictions, and the classes the maps are for (`per`: `item_losses`, if known)"
-    logits,targs = plain(logits).detach().float(),plain(targs).detach()
+    logits = plain(logits).detach().float()
+    targs = plain(targs).detach().to(logits.device)       # targets kept on the CPU (probes, items re-read) meet the model's outputs
     task = task or detect_task(learn.loss_func, logits, targs)
     act,decodes = prediction_fns(learn.loss_func)
     if per is None: per = item_losses(learn.loss_func, logits, targs)
