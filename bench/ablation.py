@@ -9,6 +9,7 @@ warnings.filterwarnings('ignore')
 import torch, torch.nn.functional as F
 from fastai.vision.all import vision_learner, resnet18, set_seed, Resize
 from fastcam.all import *
+from table import print_table
 from pytorch_grad_cam import AblationCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -47,10 +48,6 @@ def main():
         rows.append((name, f"{module_path(model, layer)}", f"{min(t_theirs):.3f} s / {min(t_ours)*1000:.1f} ms",
                      f"{min(t_theirs)/min(t_ours):.1f}x faster", f"{diff:.1e}"))
         print(rows[-1], flush=True)
-    head = ('model', 'layer', 'AblationCAM of 9 images: pytorch-grad-cam / fastcam', 'ratio', 'max abs diff of the maps')
-    w = [max(len(str(r[i])) for r in rows+[head]) for i in range(len(head))]
-    line = lambda r: '| ' + ' | '.join(str(c).ljust(wi) for c,wi in zip(r, w)) + ' |'
-    print(); print(line(head)); print('|' + '|'.join('-'*(wi+2) for wi in w) + '|')
-    for r in rows: print(line(r))
+    print_table(('model', 'layer', 'AblationCAM of 9 images: pytorch-grad-cam / fastcam', 'ratio', 'max abs diff of the maps'), rows)
 
 if __name__ == '__main__': main()

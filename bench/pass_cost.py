@@ -10,7 +10,7 @@ os.environ.setdefault('MPLBACKEND', 'Agg')
 import torch
 from fastai.vision.all import Learner, vision_learner, resnet18, accuracy, set_seed
 from fastcam.all import *
-import fastcam.callback as fcb
+from table import print_table
 
 class Clock:
     "Seconds spent in the callback: in its events (split into the pass end, `after_validate`, and the rest) and in its hook"
@@ -63,7 +63,7 @@ def main():
     p.add_argument('--quick', action='store_true')
     a = p.parse_args()
     torch.set_num_threads(os.cpu_count())
-    reps = 5 if a.quick else 15
+    reps = 5 if a.quick else 11
     rows = []
     for arch,name in (('cnn', 'digit CNN, 64 px'), ('resnet', 'ResNet-18, 64 px')):
         for n_valid in ((400, 4000) if arch=='cnn' else (400,)):
@@ -73,10 +73,6 @@ def main():
                 rows.append((name, f"{r['n']} items, {what}", f"{r['end']*1000:.1f} ms", f"{r['end']/r['off']:.1%}",
                              f"{r['end']/r['per_batch']:.2f}", f"{r['batch']*1000:.1f} ms", f"{r['on']:.3f} s / {r['off']:.3f} s", f"{r['ratio']:.3f}x"))
                 print(rows[-1], flush=True)
-    head = ('model', 'pass', 'pass end', 'share of validation', 'in validation batches', 'per-batch work (all batches)', 'validate() with / without', 'ratio')
-    w = [max(len(str(r[i])) for r in rows+[head]) for i in range(len(head))]
-    line = lambda r: '| ' + ' | '.join(str(c).ljust(wi) for c,wi in zip(r, w)) + ' |'
-    print(); print(line(head)); print('|' + '|'.join('-'*(wi+2) for wi in w) + '|')
-    for r in rows: print(line(r))
+    print_table(('model', 'pass', 'pass end', 'share of validation', 'in validation batches', 'per-batch work (all batches)', 'validate() with / without', 'ratio'), rows)
 
 if __name__ == '__main__': main()

@@ -8,6 +8,7 @@ warnings.filterwarnings('ignore')
 import torch
 from fastai.vision.all import vision_learner, resnet18, set_seed
 from fastcam.all import *
+from table import print_table
 
 def learners():
     yield 'digit CNN, 64 px', digit_learner(shortcut='7', cbs=GradCAMCallback())
@@ -35,10 +36,6 @@ def main():
         rows.append((name, f"{n} items, flagged {list(df['class'][df.flagged])}", f"{min(maps):.2f} s", f"{min(find):.2f} s / {min(val):.2f} s",
                      f"{min(find)/min(val):.1f}x"))
         print(rows[-1], flush=True)
-    head = ('model', 'validation set', 'the pass of class maps', 'find_shortcuts / validate()', 'ratio')
-    w = [max(len(str(r[i])) for r in rows+[head]) for i in range(len(head))]
-    line = lambda r: '| ' + ' | '.join(str(c).ljust(wi) for c,wi in zip(r, w)) + ' |'
-    print(); print(line(head)); print('|' + '|'.join('-'*(wi+2) for wi in w) + '|')
-    for r in rows: print(line(r))
+    print_table(('model', 'validation set', 'the pass of class maps', 'find_shortcuts / validate()', 'ratio'), rows)
 
 if __name__ == '__main__': main()

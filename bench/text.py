@@ -7,6 +7,7 @@ import argparse, gc, os, time, warnings
 warnings.filterwarnings('ignore')
 import torch
 from fastcam.all import *
+from table import print_table
 
 def fastest(f, learn, cb, reps):
     on,off = [],[]
@@ -33,10 +34,6 @@ def main():
         f(); on,off = fastest(f, learn, cb, a.reps)
         rows.append(('AWD_LSTM text classifier', f"{name}, 1000 train / 300 valid texts", f"{on:.3f} s / {off:.3f} s", f"{on/off:.3f}x"))
         print(rows[-1], flush=True)
-    head = ('model', 'measurement', 'with / without callback', 'ratio')
-    w = [max(len(str(r[i])) for r in rows+[head]) for i in range(len(head))]
-    line = lambda r: '| ' + ' | '.join(str(c).ljust(wi) for c,wi in zip(r, w)) + ' |'
-    print(); print(line(head)); print('|' + '|'.join('-'*(wi+2) for wi in w) + '|')
-    for r in rows: print(line(r))
+    print_table(('model', 'measurement', 'with / without callback', 'ratio'), rows)
 
 if __name__ == '__main__': main()
