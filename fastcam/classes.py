@@ -242,7 +242,7 @@ def find_shortcuts(self:Interpretation,
             suspects = [o for o in looks if o['area']<=max_area and o['specificity']>=min_specificity]
             for o in suspects:                         # attention names the suspects; the model itself says which one it relies on
                 t = reliance_tests(self.learn, cm, c, o['region'], own, n_test, seed)
-                o.update(t, reliance=max((t['necessity'], t['necessity_se']), (t['sufficiency'], t['sufficiency_se'])))
+                o.update(t, reliance=((t['necessity']+t['sufficiency'])/2, float(np.hypot(t['necessity_se'], t['sufficiency_se']))/2))   # both ways
             best = max(suspects, key=lambda o: o['reliance'][0]) if suspects else next((o for o in looks if o['area']<=max_area), looks[0])
             r.update({k: best[k] for k in ('region', 'attention', 'others', 'peaks', 'peaks_others', 'specificity', 'area')},
                      strategies=int(strategies(cm.maps[own], min_items=min_items, seed=seed).max())+1)
