@@ -180,7 +180,8 @@ def read_whole(model:nn.Module, x:Tensor):
     "Run `model` in the block as a replay does (eval mode, full precision; token rows turned and read whole): yields `(input, rotation or None)`"
     x = model_input(model, x)
     rot = Rotation(x, pad_index(model)) if is_tokens(x) else None
-    rnn = (torch.backends.cudnn.flags(enabled=False, benchmark=torch.backends.cudnn.benchmark, deterministic=torch.backends.cudnn.deterministic)
+    cudnn = torch.backends.cudnn
+    rnn = (cudnn.flags(enabled=False, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=cudnn.allow_tf32)
            if rot is not None else nullcontext())          # cuDNN's LSTM has no backward in eval mode
     with evaluating(model), full_precision(model), whole_sequences(model, x.shape[1] if rot is not None else 0), rnn:
         yield (x if rot is None else rot(x)),rot

@@ -157,8 +157,8 @@ def _rate_gap(a:Tensor, b:Tensor)->tuple:
     pa,pb = a.float().mean().item(),b.float().mean().item()
     return pa-pb, float(np.sqrt(pa*(1-pa)/max(len(a), 1) + pb*(1-pb)/max(len(b), 1)))
 
-def reliance_tests(learn, cm:ClassMaps, c:int, box:tuple, own:Tensor, n:int=64, seed:int=0)->dict:
-    "Covering `box` in class `c`'s images (rows `own` of `cm`) and pasting it into other classes' images, beside the same for the other classes"
+def reliance_tests(learn, cm:ClassMaps, c:int, boxes:list, own:Tensor, n:int=64, seed:int=0)->list:
+    "For each of `boxes`: covering it in class `c`'s images (rows `own` of `cm`) and pasting it into other classes' images, beside the same for the other classes"
     g = torch.Generator().manual_seed(seed)
     def pick(pool:Tensor, k:int)->Tensor: return pool[torch.randint(len(pool), (k,), generator=g)]
     carries_c = torch.isin(cm.idxs, cm.idxs[cm.labels==c])                 # rows of items with label c (multi-label: any of theirs)
@@ -174,14 +174,16 @@ def reliance_tests(learn, cm:ClassMaps, c:int, box:tuple, own:Tensor, n:int=64, 
     paste = pick(own, len(other))
     rows = torch.cat([own, other, cover, cover_o, paste_o, paste])
     x = torch.cat([plain(batch_of(cm.dl, cm.idxs[r])[0]).cpu() for r in rows.split(128)])
-    xo,xr,xc,xco,xpo,xp = x.split([len(own), len(other), len(cover), len(cover_o), len(paste_o), len(paste)])
+    xo,xr,xc,xco,xpo,xp = x.split([len(own), len(other), len(cover), len(cover_o), len(paste_o), len(paste)])   # read once, for every box
     yc = lambda k: torch.full((k,), c)
-    lost,lost_o = ~predicts(learn, transplant(xo, xc, box), yc(len(own)), cm.task),~predicts(learn, transplant(xr, xco, box), cm.labels[other], cm.task)
-    gained,gained_o = predicts(learn, transplant(xr, xp, box), yc(len(other)), cm.task),predicts(learn, transplant(xr, xpo, box), cm.labels[paste_o], cm.task)
-    (nec,nec_se),(suf,suf_se) = _rate_gap(lost, lost_o),_rate_gap(gained, gained_o)
-    return dict(lost=lost.float().mean().item(), lost_others=lost_o.float().mean().item(), gained=gained.float().mean().item(),
-                gained_others=gained_o.float().mean().item(), necessity=nec, necessity_se=nec_se, sufficiency=suf, sufficiency_se=suf_se,
-                tested=(len(own), len(other)))
+    def test(box):
+        lost,lost_o = ~predicts(learn, transplant(xo, xc, box), yc(len(own)), cm.task),~predicts(learn, transplant(xr, xco, box), cm.labels[other], cm.task)
+        gained,gained_o = predicts(learn, transplant(xr, xp, box), yc(len(other)), cm.task),predicts(learn, transplant(xr, xpo, box), cm.labels[paste_o], cm.task)
+        (nec,nec_se),(suf,suf_se) = _rate_gap(lost, lost_o),_rate_gap(gained, gained_o)
+        return dict(lost=lost.float().mean().item(), lost_others=lost_o.float().mean().item(), gained=gained.float().mean().item(),
+                    gained_others=gained_o.float().mean().item(), necessity=nec, necessity_se=nec_se, sufficiency=suf, sufficiency_se=suf_se,
+                    tested=(len(own), len(other)))
+    return [test(b) for b in boxes]
 
 # %% ../nbs/08b_classes.ipynb #df30bb13
 def interp_class_maps(interp, method:str='gradcam', layer=None)->ClassMaps:
@@ -240,8 +242,8 @@ def find_shortcuts(self:Interpretation,
         if len(own) >= min_items and len(others):
             looks = _looks(cm, own, others)           # the whole class: a strategy's place is often just where its objects sit
             suspects = [o for o in looks if o['area']<=max_area and o['specificity']>=min_specificity]
-            for o in suspects:                         # attention names the suspects; the model itself says which one it relies on
-                t = reliance_tests(self.learn, cm, c, o['region'], own, n_test, seed)
+            tests = reliance_tests(self.learn, cm, c, [o['region'] for o in suspects], own, n_test, seed) if suspects else []
+            for o,t in zip(suspects, tests):          # attention names the suspects; the model itself says which one it relies on
                 o.update(t, reliance=((t['necessity']+t['sufficiency'])/2, float(np.hypot(t['necessity_se'], t['sufficiency_se']))/2))   # both ways
             best = max(suspects, key=lambda o: o['reliance'][0]) if suspects else next((o for o in looks if o['area']<=max_area), looks[0])
             r.update({k: best[k] for k in ('region', 'attention', 'others', 'peaks', 'peaks_others', 'specificity', 'area')},
