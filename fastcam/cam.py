@@ -19,9 +19,9 @@ __all__ = ['cam_methods', 'assumption_checks', 'plain', 'unwrap_model', 'is_comp
            'whole_sequences', 'read_whole', 'evaluating', 'layer_output', 'model_device', 'model_dtype', 'model_input',
            'full_precision', 'mean_activation', 'as_targets', 'target_weights', 'forward_to_leaf', 'cam_method',
            'mean_map', 'gradcam', 'hirescam', 'gradcam_pp', 'xgradcam', 'layercam', 'gradxinput', 'eigencam',
-           'random_map', 'gaussian_map', 'split_head', 'Replay', 'ablationcam', 'scorecam', 'broken_assumptions',
-           'applies', 'check_methods', 'replay_maps', 'cam', 'grad_cam', 'grad_cams', 'replay_head', 'module_path',
-           'map_shape', 'layer_maps', 'fine_enough', 'pick_layer']
+           'random_map', 'random_like', 'gaussian_map', 'split_head', 'Replay', 'ablationcam', 'scorecam',
+           'broken_assumptions', 'applies', 'check_methods', 'replay_maps', 'cam', 'grad_cam', 'grad_cams',
+           'replay_head', 'module_path', 'map_shape', 'layer_maps', 'fine_enough', 'pick_layer']
 
 # %% ../nbs/00_cam.ipynb #fff98346
 def plain(t):
@@ -343,8 +343,11 @@ def eigencam(acts):
 @cam_method('random', 'random (baseline)', uses='acts', cost="nothing")
 def random_map(acts):
     "A uniform random map per item, drawn from a fixed seed: the baseline every method must beat"
-    n,_,h,w = acts.shape
-    return torch.rand(n, h, w, generator=torch.Generator().manual_seed(0)).to(acts.device)
+    return random_like(acts[:, 0])
+
+def random_like(maps:Tensor)->Tensor:
+    "The `random` baseline's maps for maps shaped like `maps` (`(n, h, w)`, or `(n, tokens)`): a fixed seed"
+    return torch.rand(maps.shape, generator=torch.Generator().manual_seed(0)).to(maps.device)
 
 @cam_method('gaussian', 'centred Gaussian (baseline)', uses='acts', cost="nothing")
 def gaussian_map(acts):

@@ -18,7 +18,7 @@ from .plots import tile_scorers, method_pickers, check_cam_for, fmt_prob, class_
 # %% auto #0
 __all__ = ['score_metrics', 'better', 'auto_candidates', 'map_peaks', 'points_at', 'pointing_game', 'class_discrimination',
            'interactive', 'progress', 'upsample_maps', 'blur', 'baseline_image', 'class_probs', 'perturbation_curves',
-           'word_curves', 'random_like', 'curve_auc', 'deletion', 'insertion', 'confidence_change', 'average_drop',
+           'word_curves', 'curve_auc', 'deletion', 'insertion', 'confidence_change', 'average_drop',
            'increase_in_confidence', 'spearman', 'cascade_layers', 'randomization_test', 'faithfulness', 'tile_notes',
            'probe_items', 'memo_of', 'pick_method', 'method_ranking']
 
@@ -135,10 +135,6 @@ def word_curves(model:nn.Module, x:Tensor, maps:Tensor, targets, steps:int=20, i
         texts = torch.where(hit, x[i], unk) if insertion else torch.where(hit, unk, x[i])
         probs.append(class_probs(model, torch.where(words[i], texts, x[i]), _targets_of(targets, i), activation, bs))
     return torch.cat(probs).reshape(len(x), steps+1)
-
-def random_like(maps:Tensor)->Tensor:
-    "The `random` baseline's maps for maps shaped like `maps` (`(n, h, w)`, or `(n, tokens)`): a fixed seed"
-    return torch.rand(maps.shape, generator=torch.Generator().manual_seed(0)).to(maps.device)
 
 def _targets_of(targets, i):
     "The targets of items `i` (an int applies to all of them)"
