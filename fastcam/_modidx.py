@@ -396,6 +396,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'fastcam.plots.figure_title': ('plots.html#figure_title', 'fastcam/plots.py'),
                                'fastcam.plots.fmt_prob': ('plots.html#fmt_prob', 'fastcam/plots.py'),
                                'fastcam.plots.group_panels': ('plots.html#group_panels', 'fastcam/plots.py'),
+                               'fastcam.plots.instead_note': ('plots.html#instead_note', 'fastcam/plots.py'),
                                'fastcam.plots.is_empty_map': ('plots.html#is_empty_map', 'fastcam/plots.py'),
                                'fastcam.plots.line_chars': ('plots.html#line_chars', 'fastcam/plots.py'),
                                'fastcam.plots.normalize_map': ('plots.html#normalize_map', 'fastcam/plots.py'),

@@ -19,8 +19,8 @@ from .interpret import *
 __all__ = ['caption_headers', 'tile_scorers', 'method_pickers', 'display_range', 'normalize_map', 'signed_rgba', 'is_empty_map',
            'show_cam', 'word_colour', 'wrap_words', 'scaled_words', 'line_chars', 'show_text_cam', 'text_lines',
            'show_mask', 'fmt_prob', 'class_name', 'top_loss_caption', 'panel_label', 'shown_maps', 'check_cam_for',
-           'resolve_method', 'group_panels', 'figure_title', 'figure_notes', 'add_footer', 'draw_items', 'text_grid',
-           'draw_texts']
+           'resolve_method', 'group_panels', 'figure_title', 'figure_notes', 'add_footer', 'draw_items', 'instead_note',
+           'text_grid', 'draw_texts']
 
 # %% ../nbs/04_plots.ipynb #0be25575
 def display_range(maps:torch.Tensor, scale:str='each', signed:bool=False)->torch.Tensor:
@@ -277,6 +277,10 @@ def draw_items(interp, t:dict, fig, axs, methods:list, cam_for:str, alpha:float=
     if m>1: group_panels(fig, axs, m)
     return fig
 
+def instead_note(instead)->str:
+    "What a label adds when the map asked for is all zero and `instead`, `(map, what)`, is shown"
+    return f": all zero, {instead[1]} shown instead" if instead else ''
+
 def text_grid(t:dict, vocab, m:int, title:str, figsize=None)->tuple:
     "A figure of one panel per item and method, stacked, each as tall as its text: `(fig, axes)`"
     w = (figsize or (10,))[0]
@@ -292,7 +296,7 @@ def draw_texts(interp, t:dict, fig, axs, methods:list, cam_for:str, notes:list|N
     for i,x in enumerate(t['inputs']):
         for j,o in enumerate(methods):
             maps,instead = shown[o]
-            label = panel_label(vocab, t, i, o, cam_for) + (f": all zero, {instead[i][1]} shown instead" if instead[i] else '') + \
+            label = panel_label(vocab, t, i, o, cam_for) + instead_note(instead[i]) + \
                     (f"\n{notes[i]}" if notes and j==0 else '')
             show_text_cam(token_words(tv, x, maps[i] if instead[i] is None else instead[i][0]), axs[m*i+j],
                           top_loss_caption(vocab, t, i, cam_for) if j==0 else None, label, cam_methods[o].signed)

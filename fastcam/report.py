@@ -196,7 +196,7 @@ def texts_html(interp, t:dict, methods:list, cam_for:str='actual', main:str='gra
     shown = {m: shown_maps(t, m, cam_for, vocab) for m in dict.fromkeys([*methods, main])}
     def block(i, m):
         maps,instead = shown[m]
-        label = panel_label(vocab, t, i, m, cam_for) + (f": all zero, {instead[i][1]} shown instead" if instead[i] else '')
+        label = panel_label(vocab, t, i, m, cam_for) + instead_note(instead[i])
         return f'<div class="note">{escape(label)}</div>' + words_html(token_words(tv, t['inputs'][i], maps[i] if instead[i] is None else instead[i][0]), cam_methods[m].signed)
     tiles = [f'<div class="tile text-tile" data-index="{int(t["idxs"][i])}"><div class="caption">{escape(top_loss_caption(vocab, t, i, cam_for))}</div>'
              + block(i, main) + '<details><summary>every method</summary>' + ''.join(block(i, m) for m in methods if m!=main) + '</details></div>'
