@@ -4,12 +4,14 @@
 
 # %% ../nbs/07_callback.ipynb #ca95313e
 from __future__ import annotations
-import warnings
+import traceback, warnings
+from functools import wraps
 from types import SimpleNamespace
 import torch, torch.nn as nn
 from torch import Tensor
 from fastcore.basics import store_attr, patch, noop
-from fastai.callback.core import Callback, GatherPredsCallback
+from fastai.callback.core import (Callback, GatherPredsCallback, CancelBatchException, CancelValidException, CancelEpochException,
+                                  CancelTrainException, CancelFitException)
 from fastai.interpret import Interpretation, ClassificationInterpretation, SegmentationInterpretation
 from fastai.torch_core import to_cpu, rank_distrib
 from .cam import *
@@ -59,6 +61,7 @@ class GradCAMCallback(Callback):
         store_attr('k,layer,methods,keep_history,track,log,log_dir,reshape,min_size')
         self.history = History(track=track)
         self._copy_acts,self._fitting,self._logger,self._hooks,self._warned = False,False,None,[],set()
+        self.unexplained,self._failure_warned = {},False   # epoch -> the traceback of a pass that could not be explained
         self._clear_capture(); self._reset_pass()
 
     def _clear_capture(self): self.capture,self._model_id = None,None
@@ -66,7 +69,7 @@ class GradCAMCallback(Callback):
     def _reset_pass(self):
         "The state of one pass, in a namespace of its own (setting a `Callback`'s attributes costs a lookup in the `Learner`)"
         self._p = SimpleNamespace(active=False, acts=None, acts_version=None, topk=None, cancelled=False, shard=None, task=None,
-                                  rerun=False, inplace_seen=False, recording=False, compiled=False, layer=None, map_size=None, tokens=False, order=None)
+                                  rerun=False, inplace_seen=False, recording=False, compiled=False, layer=None, map_size=None, tokens=False, order=None, pad=None)
 
     @property
     def explained_model(self)->nn.Module:
@@ -142,7 +145,7 @@ def _remove_hooks(self:GradCAMCallback):
 @patch
 def before_fit(self:GradCAMCallback):
     "Remember the user's loss (MixUp and CutMix swap it for the training batches); nothing is raised here"
-    self._fitting,self._checked,self._loss = False,False,self.learn.loss_func
+    self._fitting,self._checked,self._loss,self._failure_warned = False,False,self.learn.loss_func,False
 
 @patch
 def before_train(self:GradCAMCallback):
@@ -182,7 +185,34 @@ def _check_output(self:GradCAMCallback, module, inputs, out):
     if out is not None: resolve_reshape(self.explained_model, module, plain(out), self.reshape if module is self.capture_layer else None)
 
 # %% ../nbs/07_callback.ipynb #f5264af6
+_cancels = (CancelBatchException, CancelValidException, CancelEpochException, CancelTrainException, CancelFitException)
+
+def _never_stops_fit(event):
+    "A capture event of the validation pass: in `fit`, an error in it leaves the pass unexplained, and training goes on"
+    @wraps(event)
+    def guarded(self, *args):
+        try: return event(self, *args)
+        except _cancels: raise
+        except Exception as e:
+            if not self._fitting or self.learn.training: raise
+            self._pass_failed(e)
+    return guarded
+
 @patch
+def _pass_failed(self:GradCAMCallback, e:Exception):
+    "Keep why this pass is not explained (in `unexplained`, by epoch), stop capturing it, and warn once per `fit`"
+    epoch = self._epoch0+self.epoch
+    self.unexplained[epoch] = ''.join(traceback.format_exception(e))
+    self._remove_hooks(); self._reset_pass()
+    if self._failure_warned: return
+    self._failure_warned = True
+    warnings.warn(f"GradCAMCallback could not explain the validation pass of epoch {epoch} ({type(e).__name__}: {e}). Training goes on; "
+                  "this pass (and any other that fails in this fit) has no capture, and its traceback is kept in "
+                  f"`learn.grad_cam.unexplained[{epoch}]`. This is a bug in fastcam: please report it with that traceback, the versions of "
+                  "fastcam, fastai and torch, and your DataLoaders' types and shapes.", stacklevel=2)
+
+@patch
+@_never_stops_fit
 def before_validate(self:GradCAMCallback):
     "Start a capture, unless this pass is a `get_preds` or its `DataLoader` is shuffled"
     self._remove_hooks(); self._reset_pass()
@@ -195,12 +225,13 @@ def before_validate(self:GradCAMCallback):
     self.capture_layer; prediction_fns(self.learn.loss_func)                  # a module of this model? a loss that can be read?
     n = len(unshard(self.dl).dataset)
     self._p.compiled,self._p.recording = _compiled(self.learn.model),self._fitting and self.keep_history
-    self._p.order = dataset_order(unshard(self.dl)) if self._p.shard is None else None     # texts come sorted by length
+    self._p.order,self._p.pad = dataset_order(unshard(self.dl)),pad_index(self.explained_model)   # texts come sorted by length (each rank: a slice)
     track = [i for i in (self.tracked_idxs or []) if i<n] if self._p.recording else []
     if self._p.order is not None: track = self._p.order.argsort()[torch.tensor(track, dtype=torch.long)].tolist()   # their places in the pass
-    self._p.topk = TopK(self.k, getattr(self.dl, 'n', 0) or 0, track, probe_indices(n), pad=pad_index(self.explained_model))
+    self._p.topk = TopK(self.k, getattr(self.dl, 'n', 0) or 0, track, probe_indices(n), pad=self._p.pad)
 
 @patch
+@_never_stops_fit
 def before_batch(self:GradCAMCallback):
     "Training: check the first batch. Validation: hook the layer explained (picked for the inputs' size on the first batch)"
     if self.learn.training:
@@ -213,6 +244,7 @@ def before_batch(self:GradCAMCallback):
     if not (self._p.compiled or self._p.tokens): self._hook(self._p.layer, self._keep_acts)   # a text model: its k inputs are re-run
 
 @patch
+@_never_stops_fit
 def _keep_acts(self:GradCAMCallback, module, inputs, out):
     "Keep the layer's output: a reference, or a copy once an in-place op after the layer has been seen"
     self._remove_hooks()
@@ -229,6 +261,7 @@ def _keep_acts(self:GradCAMCallback, module, inputs, out):
 def after_pred(self:GradCAMCallback): self._remove_hooks()
 
 @patch
+@_never_stops_fit
 def after_loss(self:GradCAMCallback):
     "Keep this batch's rows that enter the top k, the tracked and probe items; every item's loss"
     learn = self.learn
@@ -274,18 +307,24 @@ def after_validate(self:GradCAMCallback):
     finally: self._reset_pass()
 
 @patch
+@_never_stops_fit
 def _finish_pass(self:GradCAMCallback):
     "Explain the kept rows (when nothing records this pass, only once someone reads their maps), gather the shards under DDP, publish"
     parts = {w: self._explain_rows(self._p.topk.rows(w)) for w in ('top', 'tracked', 'probed')}
     if parts['probed'] is not None: parts['probed'] = take_rows(parts['probed'], self._p.task.correct(parts['probed']))   # probes: right ones
     if parts['top'] is None and self._p.shard is None: return
     losses,later = self._p.topk.all_losses,not self._p.recording and self._p.shard is None
-    if self._p.order is not None: losses = losses.new_empty(len(losses)).index_copy_(0, self._p.order.to(losses.device)[:len(losses)], losses)
-    if later: return self._publish(parts, losses, dict(task=self._p.task.name, layer=module_path(self.explained_model, self._p.layer),
-                                                       map_size=self._p.map_size), self._map_maker())
+    if later: return self._publish(parts, self._in_dataset_order(losses), dict(task=self._p.task.name, map_size=self._p.map_size,
+                                   layer=module_path(self.explained_model, self._p.layer)), self._map_maker())
     about = self._explain(parts) if parts['top'] is not None else None
-    if self._p.shard is not None: parts,losses,about = gather_shards(parts, losses, self.k, about)
-    if parts['top'] is not None: self._publish(parts, losses, about)
+    if self._p.shard is not None: parts,losses,about = gather_shards(parts, losses, self.k, about, self._p.pad)
+    if parts['top'] is not None: self._publish(parts, self._in_dataset_order(losses), about)
+
+@patch
+def _in_dataset_order(self:GradCAMCallback, losses:Tensor)->Tensor:
+    "The pass's losses (every rank's, in the order the items came) in dataset order"
+    if self._p.order is None: return losses
+    return losses.new_empty(len(losses)).index_copy_(0, self._p.order.to(losses.device)[:len(losses)], losses)
 
 @patch
 def _explain_rows(self:GradCAMCallback, r:dict|None)->dict|None:
@@ -313,12 +352,13 @@ def _map_maker(self:GradCAMCallback):
 @patch
 def _explain(self:GradCAMCallback, parts:dict)->dict:
     "Give the kept and tracked rows their maps now (one replay for both); returns what the maps are of"
-    top,tracked,nk = parts['top'],parts['tracked'],len(parts['top']['losses'])
-    maps,about = self._map_maker()(top if tracked is None else cat_rows(top, tracked))
-    drop = lambda d: None if d is None else {n:v for n,v in d.items() if n!='acts'}
-    parts['top'] = drop(dict(top, maps=take_rows(maps, slice(0, nk))))
-    if tracked is not None: parts['tracked'] = drop(dict(tracked, maps=take_rows(maps, slice(nk, None))))
-    parts['probed'] = drop(parts['probed'])
+    nk = len(parts['top']['losses'])
+    both = cat_rows(parts['top'], parts['tracked'], pad=self._p.pad)        # texts of different lengths: padded alike
+    maps,about = self._map_maker()(both)
+    drop = lambda d: {n:v for n,v in d.items() if n!='acts'}
+    parts['top'] = drop(dict(take_rows(both, slice(0, nk)), maps=take_rows(maps, slice(0, nk))))
+    if parts['tracked'] is not None: parts['tracked'] = drop(dict(take_rows(both, slice(nk, None)), maps=take_rows(maps, slice(nk, None))))
+    if parts['probed'] is not None: parts['probed'] = drop(parts['probed'])
     return about
 
 @patch
@@ -402,7 +442,7 @@ def plot_cam_history(self:GradCAMCallback, items=None, method:str='gradcam', cam
 @patch
 def __getstate__(self:GradCAMCallback):
     "Pickle (e.g. in `learn.export()`) the settings only, never the captured tensors or the history"
-    skip = {'capture','_hooks','_p','history','_logger','_warned','_loss'}
+    skip = {'capture','_hooks','_p','history','_logger','_warned','_loss','unexplained'}
     return {n:v for n,v in self.__dict__.items() if n not in skip}
 
 @patch
@@ -412,5 +452,5 @@ def __setstate__(self:GradCAMCallback, state):
     state = {n:v for n,v in {**defaults, **state}.items() if n not in ('tracked_idxs', 'history_dl', '_writer', '_logging', '_fingerprint')}
     self.__dict__.update(state)
     self.__dict__['history'] = History(track=self.track)
-    self._logger,self._hooks,self._warned = None,[],set()
+    self._logger,self._hooks,self._warned,self.unexplained,self._failure_warned = None,[],set(),{},False
     self._clear_capture(); self._reset_pass()

@@ -18,8 +18,8 @@ __all__ = ['cam_methods', 'assumption_checks', 'plain', 'unwrap_model', 'is_comp
            'feature_map', 'is_tokens', 'first_output', 'is_embedding', 'pad_index', 'TokenRow', 'Rotation',
            'whole_sequences', 'read_whole', 'evaluating', 'layer_output', 'model_device', 'model_dtype', 'model_input',
            'full_precision', 'mean_activation', 'as_targets', 'target_weights', 'forward_to_leaf', 'cam_method',
-           'mean_map', 'gradcam', 'hirescam', 'gradcam_pp', 'xgradcam', 'layercam', 'gradxinput', 'eigencam',
-           'random_map', 'random_like', 'gaussian_map', 'split_head', 'Replay', 'ablationcam', 'scorecam',
+           'space_mean', 'mean_map', 'gradcam', 'hirescam', 'gradcam_pp', 'xgradcam', 'layercam', 'gradxinput',
+           'eigencam', 'random_map', 'random_like', 'gaussian_map', 'split_head', 'Replay', 'ablationcam', 'scorecam',
            'broken_assumptions', 'applies', 'check_methods', 'replay_maps', 'cam', 'grad_cam', 'grad_cams',
            'replay_head', 'module_path', 'map_shape', 'layer_maps', 'fine_enough', 'pick_layer']
 
@@ -277,10 +277,12 @@ _grad_cost = "one backward to the layer, shared by every gradient method and tar
 def cam_method(name:str, title:str|None=None, uses:str='grads', assumes:dict|None=None, cost:str=_grad_cost,
                signed:bool=False, # Its maps have both signs (attributions): drawn red for positive, blue for negative
                resolution:str='layer', # 'layer': a map on the layer's grid; 'input': one value per input pixel
-               settings:dict|None=None): # The method's own options, which a user can change in `cam_methods[name].settings`
+               settings:dict|None=None, # The method's own options, which a user can change in `cam_methods[name].settings`
+               masked:bool=False): # It takes `keep=` `(n, 1, h, w)`, 0 on cells that are padding (a text's), and reduces over the others only
     "Register the decorated function as method `name` (shown as `title`); `uses`: 'grads', 'acts' or 'model'; `assumes`: see `broken_assumptions`"
     def register(f):
         f.title,f.uses,f.assumes,f.cost,f.signed,f.resolution,f.settings = title or name,uses,(assumes or {}),cost,signed,resolution,dict(settings or {})
+        f.masked = masked
         cam_methods[name] = f
         return f
     return register
@@ -288,6 +290,10 @@ def cam_method(name:str, title:str|None=None, uses:str='grads', assumes:dict|Non
 def _ratio(a:Tensor, b:Tensor)->Tensor:
     "`a/b`, and 0 where `b` is 0"
     return torch.where(b!=0, a/torch.where(b!=0, b, torch.ones_like(b)), torch.zeros_like(a))
+
+def space_mean(t:Tensor, keep:Tensor|None=None)->Tensor:
+    "The mean of `t` `(n, c, h, w)` over its cells `(n, c)`: over those `keep` marks (a text's own tokens, not the padding its batch gave it)"
+    return t.mean((2,3)) if keep is None else (t*keep).sum((2,3))/keep.sum((2,3)).clamp_min(1)
 
 def _weighted_sum(weights:Tensor, acts:Tensor)->Tensor:
     "ReLU of the channel sum of `acts` weighted per channel `(n, c)` or per position `(n, c, h, w)`"
@@ -298,10 +304,10 @@ def _weighted_sum(weights:Tensor, acts:Tensor)->Tensor:
 @cam_method('mean', 'mean activation', uses='acts', cost="nothing: the activations the pass kept")
 def mean_map(acts): "Channel mean of the activations: where the layer fired, whatever the class"; return acts.mean(1)
 
-@cam_method('gradcam', 'Grad-CAM')
-def gradcam(acts, grads):
+@cam_method('gradcam', 'Grad-CAM', masked=True)
+def gradcam(acts, grads, keep=None):
     "Selvaraju et al. (2017): channel weights are the spatial mean of the gradients"
-    return _weighted_sum(grads.mean((2,3)), acts)
+    return _weighted_sum(space_mean(grads, keep), acts)
 
 @cam_method('hirescam', 'HiResCAM')
 def hirescam(acts, grads):
@@ -329,12 +335,13 @@ def gradxinput(acts, grads):
     "Gradients times activations, summed over channels, both signs kept (HiResCAM is its ReLU): at an embedding, each word's push for or against the class"
     return (grads*acts).sum(1)
 
-@cam_method('eigencam', 'EigenCAM', uses='acts', cost="an SVD of each item's activations")
-def eigencam(acts):
+@cam_method('eigencam', 'EigenCAM', uses='acts', cost="an SVD of each item's activations", masked=True)
+def eigencam(acts, keep=None):
     "Muhammad & Yeasin (2020): projection on the first principal component; its sign, arbitrary, agrees with the mean activation"
     n,c,h,w = acts.shape
     a = acts.reshape(n, c, h*w).transpose(1, 2)
-    a = a - a.mean(1, keepdim=True)
+    a = a - space_mean(acts, keep)[:, None]
+    if keep is not None: a = a*keep.reshape(n, h*w, 1)          # padding: no part in the components
     p = (a @ torch.linalg.svd(a, full_matrices=False).Vh[:, 0, :, None])[..., 0]
     agree = (p*acts.mean(1).reshape(n, -1)).sum(1, keepdim=True) >= 0
     return F.relu(torch.where(agree, p, -p)).reshape(n, h, w)
@@ -421,6 +428,12 @@ class Replay:
                 probs[idx] = self.activation(plain(model(x[idx//c]*((m-lo)/(hi-lo)).to(x.dtype)))).float()
         self._masked = probs.reshape(n, c, -1)
         return self._masked
+
+    @property
+    def keep(self)->Tensor|None:
+        "`(n, 1, h, w)`: 1 on the cells that are the item's own, 0 on padding (a text's); `None` for images (every cell is)"
+        if not isinstance(self.reshape, TokenRow) or self.x is None: return None
+        return self.reshape.keep(plain(self.x).to(self.acts.device))[:, None, None]
 
     def finish(self, maps:Tensor)->Tensor:
         "Maps as they are returned: for a sequence (`TokenRow`), `(n, tokens)` with no weight on padding; else as made"
@@ -524,11 +537,15 @@ def replay_maps(r:Replay, targets:dict, methods)->dict:
     w = torch.stack([target_weights(targets[o], n, shape, r.logits.device) for o in names])   # (sets, n, *outputs)
     uses,res = {f.uses for f in fns.values()},{}
     with torch.autocast(acts.device.type, enabled=False):          # float32 maps, even inside the caller's autocast
+        keep = r.keep                                               # a text's padding: no part in any map or sum
+        if keep is not None: acts = acts*keep
         g = r.grads(w).flatten(0, 1) if 'grads' in uses else None   # every set of targets stacked along the items
+        if g is not None and keep is not None: g = g*keep.repeat(len(names), 1, 1, 1)
         stacked = acts.repeat(len(names), 1, 1, 1) if uses-{'acts'} else None
+        kw = lambda f, sets: dict(keep=keep.repeat(sets, 1, 1, 1)) if f.masked and keep is not None else {}
         for m,f in fns.items():
-            if f.uses=='acts': res[m] = dict.fromkeys(names, r.finish(f(acts)))   # the same map for every set of targets
-            else: res[m] = dict(zip(names, r.finish((f(stacked, g) if f.uses=='grads' else f(r, stacked, w.flatten(0, 1)))).split(n)))
+            if f.uses=='acts': res[m] = dict.fromkeys(names, r.finish(f(acts, **kw(f, 1))))   # the same map for every set of targets
+            else: res[m] = dict(zip(names, r.finish((f(stacked, g, **kw(f, len(names))) if f.uses=='grads' else f(r, stacked, w.flatten(0, 1)))).split(n)))
     return res
 
 # %% ../nbs/00_cam.ipynb #1b025e1f

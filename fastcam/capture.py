@@ -5,7 +5,6 @@
 # %% ../nbs/02_capture.ipynb #5bd09b6f
 from __future__ import annotations
 from bisect import bisect_left
-from functools import reduce, partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import store_attr
@@ -23,21 +22,27 @@ def take_rows(d:dict, rows)->dict:
     "The rows `rows` of every tensor of `d`, a dict of tensors or of such dicts (as `maps`); other values as they are"
     return {n: take_rows(v, rows) if isinstance(v, dict) else v[rows] if isinstance(v, Tensor) else v for n,v in d.items()}
 
-def _cat(u:Tensor, v:Tensor, pad:int|None=None)->Tensor:
-    "`u` then `v`; token ids of different lengths first padded at their end with `pad`"
-    if pad is not None and u.ndim==2 and v.ndim==2 and u.shape[1]!=v.shape[1] and not u.is_floating_point():
-        n = max(u.shape[1], v.shape[1])
-        u,v = (F.pad(o, (0, n-o.shape[1]), value=pad) for o in (u, v))
-    return torch.cat([u, v])
+def _cat(ts:list, pad:int|None=None)->Tensor:
+    "The tensors `ts` one after another; rows of different lengths (texts) first padded at their end: token ids with `pad`, maps with 0"
+    if len({t.shape[1:] for t in ts})>1 and all(t.ndim==2 for t in ts):
+        ints = not ts[0].is_floating_point()
+        if ints and pad is None: raise ValueError("fastcam joins texts of different lengths by padding their token ids, but no padding "
+                                                  "token was given: pass `pad=` the model's (see `pad_index`).")
+        n = max(t.shape[1] for t in ts)
+        ts = [F.pad(t, (0, n-t.shape[1]), value=pad if ints else 0) for t in ts]
+    return torch.cat(ts)
 
-def cat_rows(a:dict, b:dict, pad:int|None=None)->dict:
-    "The rows of `b` after those of `a` (dicts of the same keys, nested as `maps`); `pad`: the token that pads texts of different lengths"
-    return {n: cat_rows(v, b[n], pad) if isinstance(v, dict) else _cat(v, b[n], pad) if isinstance(v, Tensor) else v for n,v in a.items()}
+def cat_rows(*parts:dict, pad:int|None=None)->dict|None:
+    "The rows of each of `parts` one after another (dicts of the same keys, nested as `maps`; `None`s left out); `pad`: the token padding texts"
+    parts = [p for p in parts if p is not None]
+    if len(parts)<2: return parts[0] if parts else None
+    return {n: cat_rows(*[p[n] for p in parts], pad=pad) if isinstance(v, dict) else _cat([p[n] for p in parts], pad) if isinstance(v, Tensor) else v
+            for n,v in parts[0].items()}
 
 def merge_top_k(kept:dict|None, new:dict, k:int, pad:int|None=None)->dict:
     "The `k` rows with the largest `'losses'` among the rows of `kept` and `new` (dicts of same-length tensors)"
     new = take_rows(new, new['losses'].topk(min(k, len(new['losses']))).indices)
-    if kept is not None: new = cat_rows(kept, new, pad)
+    if kept is not None: new = cat_rows(kept, new, pad=pad)
     return take_rows(new, new['losses'].topk(min(k, len(new['losses']))).indices)
 
 # %% ../nbs/02_capture.ipynb #4193988e
@@ -87,7 +92,7 @@ class TopK:
 
     def _flush(self):
         "Merge the pending rows into the top `k`, in one go"
-        if self.pending: self.kept,self.pending = merge_top_k(self.kept, reduce(partial(cat_rows, pad=self.pad), self.pending), self.k, self.pad),[]
+        if self.pending: self.kept,self.pending = merge_top_k(self.kept, cat_rows(*self.pending, pad=self.pad), self.k, self.pad),[]
 
     def _keep_losses(self, losses:Tensor):
         "Write a batch's per-item losses into one buffer for the whole pass (sized once from `n`, grown only if `n` was wrong)"
@@ -107,7 +112,7 @@ class TopK:
         "The kept rows of `which`: 'top' (largest loss first), 'tracked' or 'probed' (in the order they came), or `None`"
         if which=='top': self._flush(); return self.kept
         parts = [p for p in getattr(self, which) if len(p['idxs'])]
-        return reduce(partial(cat_rows, pad=self.pad), parts) if parts else None
+        return cat_rows(*parts, pad=self.pad)
 
 # %% ../nbs/02_capture.ipynb #3d9f6a11
 def with_base_methods(methods)->list:
@@ -118,9 +123,9 @@ def explain_maps(r:Replay, ex:dict, methods, task:Task|None=None, cam_fors=None)
     "`{method: {'actual'|'predicted'|'contrast': (n, h, w)}}` for the rows `ex` (see `explain_targets`); `cam_fors`: only those"
     targets = cam_targets(ex, task)
     maps = replay_maps(r, targets if cam_fors is None else {o: targets[o] for o in cam_fors}, methods)
-    wrong = (ex['cam_pred_for']!=ex['cam_actual_for']).to(r.acts.device)[:, None, None]
-    for m in maps:
-        if 'contrast' in maps[m]: maps[m]['contrast'] = maps[m]['contrast']*wrong   # correct: nothing to contrast
+    wrong = (ex['cam_pred_for']!=ex['cam_actual_for']).to(r.acts.device)
+    for m in maps:                                # correct: nothing to contrast (maps `(n, h, w)`, or `(n, tokens)` for texts)
+        if 'contrast' in maps[m]: maps[m]['contrast'] = maps[m]['contrast']*wrong.view(-1, *[1]*(maps[m]['contrast'].ndim-1))
     return maps
 
 def capture_maps(model:nn.Module, rows:dict, layer:nn.Module, methods, task:Task|None=None, activation=None,
@@ -204,15 +209,14 @@ def dataset_order(dl)->Tensor|None:
     if getattr(type(dl), 'get_idxs', None) is DataLoader.get_idxs: return None
     return torch.as_tensor(list(dl.get_idxs()), dtype=torch.long)
 
-def gather_shards(parts:dict, losses:Tensor, k:int, about=None)->tuple:
+def gather_shards(parts:dict, losses:Tensor, k:int, about=None, pad:int|None=None)->tuple:
     "Every rank's `{'top'|'tracked'|'probed': rows}`, losses and `about`, merged on every rank: the top `k` of the whole set, the rest in dataset order"
     import torch.distributed as dist
     got = [None]*dist.get_world_size()
     dist.all_gather_object(got, to_cpu((parts, losses, about)))   # ranks in order: their shards are consecutive
     merged = {}
     for which in parts:
-        rows = [g[0][which] for g in got if g[0][which] is not None]
-        merged[which] = reduce(cat_rows, rows) if rows else None
+        merged[which] = cat_rows(*[g[0][which] for g in got], pad=pad)     # texts of different lengths on each rank
     if merged.get('top') is not None: merged['top'] = take_rows(merged['top'], merged['top']['losses'].topk(min(k, len(merged['top']['losses']))).indices)
     return merged,torch.cat([g[1] for g in got]),next((g[2] for g in got if g[2] is not None), None)
 

@@ -28,10 +28,13 @@ def word_texts(n:int, seed:int=0, min_words:int=6, max_words:int=16)->pd.DataFra
         rows.append((' '.join(words), label, word, pos))
     return pd.DataFrame(rows, columns=['text', 'label', 'word', 'position'])
 
-def text_dls(n_train:int=1000, n_valid:int=300, seed:int=0, bs:int=64, **kwargs):
+def text_dls(n_train:int=1000, n_valid:int=300, seed:int=0, bs:int=64,
+              min_words:int=6, max_words:int=16, # Neutral words per text, besides the deciding one (reviews: `min_words=20, max_words=400`)
+              **kwargs):
     "fastai's `TextDataLoaders` of `word_texts` (validation texts drawn from another seed); `dls.texts` holds each text's deciding word"
     from fastai.text.data import TextDataLoaders      # here: importing fastai's text modules sets fastai's text defaults
-    df = pd.concat([word_texts(n_train, seed).assign(is_valid=False), word_texts(n_valid, seed+1).assign(is_valid=True)], ignore_index=True)
+    df = pd.concat([word_texts(n, s, min_words, max_words).assign(is_valid=v) for n,s,v in ((n_train, seed, False), (n_valid, seed+1, True))],
+                   ignore_index=True)
     dls = TextDataLoaders.from_df(df, text_col='text', label_col='label', valid_col='is_valid', bs=bs, num_workers=0, **kwargs)
     dls.texts = df
     return dls

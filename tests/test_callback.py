@@ -1,4 +1,4 @@
-import pickle, io, pytest, torch
+import pickle, io, warnings, pytest, torch
 import fastcore.test as fct
 from fastai.vision.all import ClassificationInterpretation, Callback, CancelFitException, load_learner
 from fastcam.all import *
@@ -137,3 +137,34 @@ def test_export_drops_captured_tensors(trained, tmp_path):
 @pytest.mark.parametrize('k', [0, -1, 2.5, '9', True])
 def test_bad_k_says_what_to_pass(k):
     with pytest.raises(ValueError, match='positive int'): GradCAMCallback(k=k)
+
+@pytest.mark.parametrize('where', ['capture_maps', 'item_losses'])
+def test_a_pass_that_fails_to_be_explained_never_stops_training(where, monkeypatch):
+    "Issue 32: an error of ours while explaining a pass (after the pass, or in a batch) leaves the pass unexplained; `fit` goes on"
+    import fastcam.callback as fc
+    def broken(*args, **kwargs): raise RuntimeError('a bug of ours')
+    learn = digits_learner(cbs=GradCAMCallback())
+    real = getattr(fc, where)
+    monkeypatch.setattr(fc, where, broken)      # `item_losses`: read in the validation pass only (training uses the learner's loss)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                      # bitwise reproducible: the same training as without the callback
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            fit_quietly(learn, epochs=3)
+        alone = fit_quietly(digits_learner(), epochs=3)
+    finally: torch.set_num_threads(threads)
+    ours = [str(w.message) for w in caught if 'could not explain' in str(w.message)]
+    assert len(ours) == 1 and 'epoch 0' in ours[0] and 'a bug of ours' in ours[0] and 'please report it' in ours[0], ours
+    assert sorted(learn.grad_cam.unexplained) == [0, 1, 2] and 'a bug of ours' in learn.grad_cam.unexplained[2]
+    assert learn.recorder.values == alone.recorder.values and len(learn.recorder.values) == 3   # every epoch trained, as without it
+    for p,q in zip(learn.model.state_dict().values(), alone.model.state_dict().values()): assert torch.equal(p, q)
+    assert learn.grad_cam.capture is None and not learn.grad_cam.history and not hooks_on(learn.model)
+    monkeypatch.setattr(fc, where, real)
+    with pytest.raises(ValueError, match='captured nothing yet'): learn.grad_cam.interpretation()
+    learn.validate()                              # explained again once the bug is gone
+    assert learn.grad_cam.interpretation().top_losses_table(3).shape[0] == 3
+    monkeypatch.setattr(fc, where, broken)
+    with pytest.raises(RuntimeError, match='a bug of ours'):   # outside `fit`, nothing to protect: it says what failed
+        learn.validate(); learn.grad_cam.maps                  # (the maps of a `validate()` are made when first read)
+    assert not hooks_on(learn.model)

@@ -9,19 +9,24 @@ from conftest import hooks_on
 
 SCRIPT = Path(__file__).parent/'ddp_capture.py'
 sys.path.insert(0, str(SCRIPT.parent))
-from ddp_capture import tiny_cnn, capture
+from ddp_capture import tiny_cnn, capture, reviews, text_model
 
-@pytest.fixture(scope='module')
-def ddp_run(tmp_path_factory):
+def run_ranks(tmp_path_factory, *args):
     "What each of 2 ranks captured, fitting and validating inside `learn.distrib_ctx(cpu=True)` under torchrun"
     pytest.importorskip('accelerate', reason="fastai's distrib_ctx needs accelerate (in the dev extra)")
     out,data = tmp_path_factory.mktemp('ddp'),tmp_path_factory.mktemp('data')/'scenes'
     digit_dls(data, n_train=64, n_valid=45, seed=0, bs=8)          # the scenes, written once before the ranks start
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-                        str(SCRIPT), str(out), str(data)], capture_output=True, text=True, timeout=600, env=env)
+                        str(SCRIPT), str(out), str(data), *args], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode==0, r.stdout[-3000:]+r.stderr[-5000:]
     return [torch.load(out/f'rank{i}.pt', weights_only=False) for i in range(2)], data
+
+@pytest.fixture(scope='module')
+def ddp_run(tmp_path_factory): return run_ranks(tmp_path_factory)
+
+@pytest.fixture(scope='module')
+def ddp_texts(tmp_path_factory): return run_ranks(tmp_path_factory, 'texts')
 
 def one_process(state, data):
     "The single-process capture of the same model and data"
@@ -61,3 +66,22 @@ def test_ddp_history_and_plots(ddp_run):
     # interpretation() and the plots work after the context, on rank 0 and the others
     fct.test_eq(r0['table']['index'], r0['validated']['idxs'].tolist())
     fct.test_eq(r0['tiles'], 6); fct.test_eq(r1['tiles'], 6)
+
+def test_ddp_texts_of_different_lengths_on_each_rank_equal_one_process(ddp_texts):
+    "Issue 32: texts of 20 to 400 words, sorted by length, then split between the ranks: each shard's rows are padded alike when merged"
+    (r0, r1), _ = ddp_texts
+    dls = reviews()
+    lengths = torch.tensor([len(o[0]) for o in dls.valid_ds])
+    order = torch.tensor(list(dls.valid.get_idxs()))
+    assert lengths[order[:24]].min() > lengths[order[24:]].max()            # rank 0 reads the long texts, rank 1 the short ones
+    learn = text_model(dls)
+    learn.model.load_state_dict(r0['state'])
+    with learn.no_bar(): learn.validate()
+    want = capture(learn.grad_cam)
+    for got in (r0['validated'], r1['validated'], r0['fitted']):
+        check_same(got, want)
+        fct.test_eq(got['maps']['gradcam']['actual'].shape, got['inputs'].shape)   # maps aligned with their tokens
+    idxs = r0['validated']['idxs']
+    assert lengths[idxs].max() - lengths[idxs].min() > 72                   # the top losses: texts of both ranks, several bptt chunks apart
+    for x,m in zip(r0['validated']['inputs'], r0['validated']['maps']['gradcam']['actual']): assert (m[x==1] == 0).all()   # no weight on padding
+    fct.test_eq(r0['tiles'], 6)

@@ -70,3 +70,67 @@ def test_texts_padded_by_chunks_at_the_start_are_explained_whole():
     with torch.no_grad(): ok = torch.stack([first_output(learn.model.eval()(r[r!=1][None]))[0].argmax() for r in x]) == y
     assert ok.float().mean() > 0.9 and points(maps, x, dls)[ok].mean() >= 0.9
     assert (maps[x==1] == 0).all() and learn.model[0].bptt == 8 and hooks_on(learn.model) == []
+
+@pytest.fixture(scope='module')
+def reviews():
+    "Issue 32: texts of 20 to 400 words (several bptt chunks of 72 tokens), trained 4 epochs with history, tracking short texts"
+    dls = text_dls(n_train=800, n_valid=200, min_words=20, max_words=400, bs=32)
+    lengths = torch.tensor([len(o[0]) for o in dls.valid_ds])
+    order = lengths.argsort()
+    track = torch.cat([order[:3], order[len(order)//2:][:3]]).tolist()   # the shortest texts and some of middle length: narrower rows than the top's
+    learn = text_learner(dls, epochs=4, cbs=GradCAMCallback(k=9, track=track))
+    return learn, lengths, track
+
+def test_reviews_of_realistic_length_train_and_are_recorded_at_every_epoch(reviews):
+    learn,lengths,track = reviews
+    cb = learn.grad_cam
+    fct.test_eq([r['epoch'] for r in cb.history], [0, 1, 2, 3])
+    assert learn.recorder.values[-1][-1] > 0.9                               # it learned
+    for rec in cb.history:
+        fct.test_eq(sorted(rec['tracked']['idxs'].tolist()), sorted(track))
+        top,tr = rec['top']['maps']['gradcam']['actual'],rec['tracked']['maps']['gradcam']['actual']
+        assert top.shape[1] == tr.shape[1] >= lengths[rec['top']['idxs']].max()   # rows of both, padded alike
+    spans = [int(lengths[r['top']['idxs']].max()-lengths[r['top']['idxs']].min()) for r in cb.history]
+    assert max(spans) > 72                                                    # a pass's top losses: texts chunks apart
+    df = cb.history_table()
+    assert len(df) >= 4*9 and set(df.epoch) == {0, 1, 2, 3} and df.tracked.sum() == 4*6
+    with pytest.raises(ValueError, match='history_table'): cb.plot_cam_history()   # the figure of images says what to use instead
+
+def test_maps_of_long_texts_point_at_the_deciding_word(reviews):
+    learn,lengths,_ = reviews
+    hits,long = [],[]
+    for x,y in learn.dls.valid:
+        maps = cam(learn.model, x, y, layer='auto')
+        with torch.no_grad(): ok = first_output(learn.model.eval()(x)).argmax(1) == y
+        hits.append(points(maps, x, learn.dls)[ok]); long.append((x!=1).sum(1)[ok] > 2*72)
+        assert (maps[plain(x)==1] == 0).all()
+    hits,long = torch.cat(hits),torch.cat(long)
+    assert hits.mean() >= 0.9 and hits[long].mean() >= 0.9 and long.sum() >= 50, (hits.mean(), hits[long].mean(), long.sum())
+    cb = learn.grad_cam                                                        # the capture's maps too, padding or not
+    ok = cb.decoded == cb.targs
+    assert points(cb.maps['gradcam']['actual'], cb.inputs, learn.dls)[ok].mean() >= 0.9
+
+def test_a_text_has_the_same_map_whatever_padding_its_batch_gives_it(reviews):
+    learn,lengths,_ = reviews
+    short,long = lengths.argsort()[:4],lengths.argsort()[-4:]
+    x,y = batch_of(learn.dls.valid, short)
+    xl,yl = batch_of(learn.dls.valid, torch.cat([short, long]))             # the same texts, padded to the longest
+    for m in ('gradcam', 'gradcam++', 'xgradcam', 'eigencam', 'hirescam'):
+        alone,padded = cam(learn.model, x, y, m, layer='auto'),cam(learn.model, xl, yl, m, layer='auto')[:4]
+        for a,b,xa,xb in zip(alone, padded, x, xl): fct.test_close(a[xa!=1], b[xb!=1], eps=1e-5)
+
+def test_reviews_figure_table_report_and_auto_method(reviews, tmp_path):
+    learn,_,_ = reviews
+    interp = learn.grad_cam.interpretation()
+    t = top_loss_items(interp, 9)
+    fig = interp.plot_top_losses_cam(k=9)
+    assert len([ax for ax in fig.axes if ax.texts]) >= 9
+    plt.close(fig)
+    df = interp.top_losses_table(9)
+    fct.test_eq(list(df['item']), [token_text(learn.dls.vocab[0], x) for x in t['inputs']])
+    assert all(len(s.split()) >= 20 for s in df['item'])
+    page = interp.cam_report(tmp_path/'r.html', k=9).read_text()
+    assert page.count('class="w"') >= sum(len(token_words(learn.dls.vocab[0], x)) for x in t['inputs'])
+    r = interp.rank_methods()                                                  # word deletion on probes of every length
+    assert r.loc['gradcam', 'score'] > r.loc['random', 'score']
+    with pytest.raises(ValueError, match='a text has no fixed places'): interp.find_shortcuts()
