@@ -8,7 +8,10 @@ from fastcam.history import *
 from fastcam.tensorboard import *
 from fastcam.callback import *
 from fastcam.metrics import *
+from fastcam.counterfactuals import *
 from fastcam.classes import *
+from fastcam.shortcuts import *
+from fastcam.unlearn import *
 from fastcam.data import *
 from fastcam.texts import *
 from fastcam.features import *

@@ -6,19 +6,16 @@
 from __future__ import annotations
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F, matplotlib.pyplot as plt
 from torch import Tensor
-from fastcore.basics import store_attr, patch, listify
-from fastcore.foundation import L
+from fastcore.basics import store_attr
 from fastai.interpret import Interpretation
 from .cam import *
 from .tasks import *
-from .interpret import explained_layer, batch_of, vocab_of
-from .plots import show_cam, add_footer
+from .interpret import explained_layer
 from .metrics import memo_of
 
 # %% auto #0
 __all__ = ['ClassMaps', 'class_maps', 'attention', 'upsample', 'attention_region', 'peak_region', 'peaks_in', 'box_area',
-           'box_cells', 'region_share', 'strategies', 'typical_items', 'transplant', 'predicts', 'reliance_tests',
-           'interp_class_maps']
+           'box_cells', 'region_share', 'strategies', 'typical_items', 'interp_class_maps']
 
 # %% ../nbs/08b_classes.ipynb #68477d04
 class ClassMaps:
@@ -133,58 +130,6 @@ def typical_items(maps:Tensor, k:int=3)->Tensor:
     a = attention(maps).flatten(1)
     return F.cosine_similarity(a, a.mean(0, keepdim=True)).topk(min(k, len(a))).indices
 
-# %% ../nbs/08b_classes.ipynb #5ea1ed8e
-def transplant(dst:Tensor, src:Tensor, box:tuple)->Tensor:
-    "Images `dst` with the pixels of `box` taken from the images `src`, one by one"
-    x0,y0,x1,y1 = box
-    out = plain(dst).clone()
-    out[..., y0:y1, x0:x1] = plain(src)[..., y0:y1, x0:x1]
-    return out
-
-def predicts(learn, x:Tensor, cls:Tensor, task:str)->Tensor:
-    "Whether `learn`'s model predicts class `cls[i]` for image `x[i]` (multi-label: with probability above 0.5)"
-    model = unwrap_model(learn.model)
-    outs = []
-    for b in x.split(128):
-        with read_whole(model, b) as (xm,_), torch.no_grad(): outs.append(plain(first_output(model(xm))).float())
-    out = torch.cat(outs)
-    cls = cls.to(out.device).long()
-    if task=='classification': return (out.argmax(1)==cls).cpu()
-    return (prediction_fns(learn.loss_func)[0](out).gather(1, cls[:, None])[:, 0]>0.5).cpu()
-
-def _rate_gap(a:Tensor, b:Tensor)->tuple:
-    "`(mean(a) - mean(b), its standard error)` for two samples of 0/1 outcomes"
-    pa,pb = a.float().mean().item(),b.float().mean().item()
-    return pa-pb, float(np.sqrt(pa*(1-pa)/max(len(a), 1) + pb*(1-pb)/max(len(b), 1)))
-
-def reliance_tests(learn, cm:ClassMaps, c:int, boxes:list, own:Tensor, n:int=64, seed:int=0)->list:
-    "For each of `boxes`: covering it in class `c`'s images (rows `own` of `cm`) and pasting it into other classes' images, beside the same for the other classes"
-    g = torch.Generator().manual_seed(seed)
-    def pick(pool:Tensor, k:int)->Tensor: return pool[torch.randint(len(pool), (k,), generator=g)]
-    carries_c = torch.isin(cm.idxs, cm.idxs[cm.labels==c])                 # rows of items with label c (multi-label: any of theirs)
-    own = own[torch.randperm(len(own), generator=g)[:n]]
-    other = (cm.correct & ~carries_c).nonzero()[:, 0]
-    other = other[torch.randperm(len(other), generator=g)[:n]]
-    free = (~carries_c).nonzero()[:, 0]                                  # donors with nothing of class c
-    def free_of(d):
-        pool = free[cm.labels[free]!=d]
-        return pool if len(pool) else free                                   # two classes: any donor without class c
-    cover,cover_o = pick(free, len(own)),torch.stack([pick(free_of(int(cm.labels[r])), 1)[0] for r in other])
-    paste_o = torch.stack([pick(free_of(int(cm.labels[r])), 1)[0] for r in other])
-    paste = pick(own, len(other))
-    rows = torch.cat([own, other, cover, cover_o, paste_o, paste])
-    x = torch.cat([plain(batch_of(cm.dl, cm.idxs[r])[0]).cpu() for r in rows.split(128)])
-    xo,xr,xc,xco,xpo,xp = x.split([len(own), len(other), len(cover), len(cover_o), len(paste_o), len(paste)])   # read once, for every box
-    yc = lambda k: torch.full((k,), c)
-    def test(box):
-        lost,lost_o = ~predicts(learn, transplant(xo, xc, box), yc(len(own)), cm.task),~predicts(learn, transplant(xr, xco, box), cm.labels[other], cm.task)
-        gained,gained_o = predicts(learn, transplant(xr, xp, box), yc(len(other)), cm.task),predicts(learn, transplant(xr, xpo, box), cm.labels[paste_o], cm.task)
-        (nec,nec_se),(suf,suf_se) = _rate_gap(lost, lost_o),_rate_gap(gained, gained_o)
-        return dict(lost=lost.float().mean().item(), lost_others=lost_o.float().mean().item(), gained=gained.float().mean().item(),
-                    gained_others=gained_o.float().mean().item(), necessity=nec, necessity_se=nec_se, sufficiency=suf, sufficiency_se=suf_se,
-                    tested=(len(own), len(other)))
-    return [test(b) for b in boxes]
-
 # %% ../nbs/08b_classes.ipynb #df30bb13
 def interp_class_maps(interp, method:str='gradcam', layer=None)->ClassMaps:
     "`class_maps` of `interp`, made once per capture (or interpretation), method and layer"
@@ -194,120 +139,3 @@ def interp_class_maps(interp, method:str='gradcam', layer=None)->ClassMaps:
     if key not in store: store[key] = class_maps(interp, method, layer)
     return store[key]
 
-def _looks(cm:ClassMaps, rows:Tensor, others:Tensor, min_peaks:float=0.5)->list:
-    "Where the maps `rows` look, against the `others`, most specific first: their mean attention's region, the place most of them peak, and both"
-    a,p = attention_region(attention(cm.maps[rows]).mean(0), cm.size),peak_region(cm.maps[rows], cm.size)
-    looks = []
-    for box in dict.fromkeys((a, p, (min(a[0], p[0]), min(a[1], p[1]), max(a[2], p[2]), max(a[3], p[3])))):
-        share = lambda r: region_share(cm.maps[r], box, cm.size).mean().item()
-        peaks = lambda r: peaks_in(cm.maps[r], box, cm.size).float().mean().item()
-        o = dict(region=box, attention=share(rows), others=share(others), peaks=peaks(rows), peaks_others=peaks(others), area=box_area(box, cm.size))
-        o['specificity'] = max(o['attention']/max(o['others'], 1e-6), o['peaks']/max(o['peaks_others'], 1e-6) if o['peaks']>=min_peaks else 0.)
-        looks.append(o)
-    return sorted(looks, key=lambda o: -o['specificity'])
-
-def _why(name, r:dict, min_items:int, min_spec:float, max_area:float)->str:
-    "One sentence a user can act on, for a row of `find_shortcuts`"
-    if r['n'] < min_items: return f"Only {r['n']} correctly classified items of {name}: too few to say where the model looks for it."
-    where = f"{r['attention']:.0%} of its attention sits in {r['region']}, where {r['peaks']:.0%} of its items' maps peak (other classes' items: {r['peaks_others']:.0%})"
-    if r['area'] > max_area or r['specificity'] < min_spec:
-        return (f"No fixed place of its own: {r['attention']:.0%} of its attention sits in {r['region']}, and other classes look there "
-                f"{1/max(r['specificity'], 1e-6):.0%} as much: its attention follows the object.")
-    test = (f"covering it loses {r['lost']:.0%} of its items (other classes lose {r['lost_others']:.0%} of theirs), pasting it into "
-            f"other classes' images turns {r['gained']:.0%} into {name} (other classes' content there: {r['gained_others']:.0%})")
-    if not r['flagged']: return f"{where}, {r['specificity']:.1f}x other classes', but {test}: no evidence the model relies on it."
-    return (f"Shortcut: {where}, {r['specificity']:.1f}x other classes'; {test}. The model relies on what is there, not only on the "
-            f"object: look at that place in {name}'s training images (a mark, a watermark, a border?), then remove or vary it.")
-
-@patch
-def find_shortcuts(self:Interpretation,
-    method:str='gradcam', # The map of each item, for its actual class
-    layer:nn.Module|None=None, # Layer to explain instead of the callback's (its own: the one `plot_top_losses_cam` shows)
-    n_test:int=64, # At most this many items of the class, and of other classes, in the covering and pasting tests
-    min_items:int=10, # Classes (and strategies) with fewer correctly classified items get no verdict
-    min_specificity:float=2.0, # Test a region only when the class's attention there is this many times other classes'
-    max_area:float=0.5, # A region larger than this share of the image is no fixed place
-    min_reliance:float=0.25, # Flag when covering or pasting the region changes the class this much more than other classes
-    seed:int=0, # Seed of the samples in the tests
-)->pd.DataFrame:
-    "One row per class: where its attention sits (`region`, in input pixels), how specific it is, what covering and pasting it does (`reliance`), whether it is `flagged`, and `why`"
-    cm = interp_class_maps(self, method, layer)
-    vocab,rows = vocab_of(self),[]
-    nonzero = cm.maps.flatten(1).sum(1)>0
-    for c in range(len(vocab)):
-        name,own,others = str(vocab[c]),(cm.correct & nonzero & (cm.labels==c)).nonzero()[:, 0],(cm.correct & nonzero & (cm.labels!=c)).nonzero()[:, 0]
-        r = dict(cls=name, flagged=False, region=None, attention=np.nan, others=np.nan, peaks=np.nan, peaks_others=np.nan, specificity=np.nan,
-                 area=np.nan, lost=np.nan, lost_others=np.nan,
-                 gained=np.nan, gained_others=np.nan, reliance=np.nan, n=len(own), strategies=0)
-        if len(own) >= min_items and len(others):
-            looks = _looks(cm, own, others)           # the whole class: a strategy's place is often just where its objects sit
-            suspects = [o for o in looks if o['area']<=max_area and o['specificity']>=min_specificity]
-            tests = reliance_tests(self.learn, cm, c, [o['region'] for o in suspects], own, n_test, seed) if suspects else []
-            for o,t in zip(suspects, tests):          # attention names the suspects; the model itself says which one it relies on
-                o.update(t, reliance=((t['necessity']+t['sufficiency'])/2, float(np.hypot(t['necessity_se'], t['sufficiency_se']))/2))   # both ways
-            best = max(suspects, key=lambda o: o['reliance'][0]) if suspects else next((o for o in looks if o['area']<=max_area), looks[0])
-            r.update({k: best[k] for k in ('region', 'attention', 'others', 'peaks', 'peaks_others', 'specificity', 'area')},
-                     strategies=int(strategies(cm.maps[own], min_items=min_items, seed=seed).max())+1)
-            if suspects:
-                gap,se = best['reliance']
-                r.update({k: best[k] for k in ('lost', 'lost_others', 'gained', 'gained_others')}, reliance=gap, flagged=bool(gap>=min_reliance and gap>=2*se))
-        rows.append(dict(r, why=_why(name, r, min_items, min_specificity, max_area)))
-    df = pd.DataFrame(rows).rename(columns={'cls': 'class'})
-    return df.sort_values(['flagged', 'reliance'], ascending=False, na_position='last', kind='stable').reset_index(drop=True)
-
-# %% ../nbs/08b_classes.ipynb #f415e58e
-def _typical(cm:ClassMaps, rows:Tensor)->int:
-    "The dataset index of the item whose map is closest to the mean of `rows`"
-    return int(cm.idxs[rows[typical_items(cm.maps[rows], 1)[0]]])
-
-@patch
-def plot_class_maps(self:Interpretation,
-    classes=None, # Class names to show; default: the flagged ones, then every other class (at most `max_classes`)
-    max_classes:int=20, # At most this many rows
-    max_strategies:int=3, # At most this many strategies per class
-    method:str='gradcam', layer:nn.Module|None=None, # As `find_shortcuts`
-    alpha:float=0.6, cmap:str='magma', figsize:tuple|None=None,
-    **kwargs # Passed to `find_shortcuts`
-)->plt.Figure:
-    "One row per class: its mean map over a typical image of it, then each of its strategies' over theirs; flagged classes framed in red with their region"
-    from matplotlib.patches import Rectangle
-    df,cm = self.find_shortcuts(method, layer, **kwargs),interp_class_maps(self, method, layer)
-    vocab = [str(v) for v in vocab_of(self)]
-    names = list(df['class']) if classes is None else [str(c) for c in listify(classes)]
-    names = [n for n in names if n in vocab][:max_classes]
-    info = df.set_index('class')
-    nonzero = cm.maps.flatten(1).sum(1)>0
-    panels = []                                                         # (class, rows, caption, is the class's own map)
-    for name in names:
-        own = (cm.correct & nonzero & (cm.labels==vocab.index(name))).nonzero()[:, 0]
-        panels.append([(name, own, f"{name}: mean of {len(own)} items", True)])
-        if len(own) >= 2*10:
-            g = strategies(cm.maps[own])
-            for s in range(min(int(g.max())+1, max_strategies) if g.max()>0 else 0):
-                sel = own[g==s]
-                panels[-1].append((name, sel, f"strategy {s+1}: {len(sel)/len(own):.0%} of {name}", False))
-    ncols = 1 + max(len(p)-1 for p in panels) if panels else 1
-    fig,axs = plt.subplots(len(panels), ncols, figsize=figsize or (2.4*ncols+0.6, 2.5*len(panels)+1.2), squeeze=False)
-    shown = [(i, j, p) for i,row in enumerate(panels) for j,p in enumerate(row)]
-    idxs = [_typical(cm, p[1]) if len(p[1]) else 0 for _,_,p in shown]
-    x,y = batch_of(self.dl, idxs) if idxs else (None, None)
-    imgs = L(self.dl.decode_batch((x, y), max_n=len(idxs), full=False)).itemgot(0) if idxs else []
-    for ax in axs.flatten(): ax.set_axis_off()
-    for (i,j,(name,rows,caption,whole)),img in zip(shown, imgs):
-        r = info.loc[name]
-        mean = attention(cm.maps[rows]).mean(0) if len(rows) else torch.zeros(cm.maps.shape[-2:])
-        show_cam(img, mean, axs[i, j], caption, alpha, cmap, label=None)
-        if whole and r['region'] is not None and not pd.isna(r['reliance']):
-            x0,y0,x1,y1 = r['region']
-            axs[i, j].add_patch(Rectangle((x0-0.5, y0-0.5), x1-x0, y1-y0, fill=False, lw=2, ec='red' if r['flagged'] else 'white', ls='-' if r['flagged'] else '--'))
-        if whole and r['flagged']:
-            axs[i, j].set_title(f"{caption}\nFLAGGED: relies on {r['region']}", color='firebrick', fontsize=9, weight='bold')
-            for sp in axs[i, j].spines.values(): sp.set_visible(True); sp.set_color('firebrick'); sp.set_linewidth(3)
-    flagged = list(df['class'][df.flagged])
-    fig.suptitle(f"Where the model looks, class by class: {cam_methods[cm.method].title} of {cm.layer} for each item's actual class, averaged over the "
-                 f"correctly classified items\n" + (f"Flagged (relies on a fixed place): {', '.join(flagged)}" if flagged else "No class flagged"),
-                 fontsize=10)
-    fig.tight_layout(rect=(0, add_footer(fig, ["Each row: a class's mean map over its most typical image, then its strategies (groups of items whose maps "
-                                                  "look alike, as spectral relevance analysis finds them). Red box: the region a flagged class relies on; "
-                                                  "dashed: a fixed place that covering and pasting did not confirm. Each map scaled to its own [0, 1]."]), 1, 0.97))
-    return fig

@@ -11,14 +11,14 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from fastai.data.block import MultiCategoryBlock, DataBlock, RegressionBlock
 from fastai.data.transforms import ColReader, ColSplitter
-from fastai.vision.core import PILImageBW
+from fastai.vision.core import PILImageBW, PILImage
 from fastai.vision.data import ImageDataLoaders, ImageBlock, MaskBlock
 from fastai.layers import ConvLayer, Flatten
 
 # %% auto #0
-__all__ = ['digit_codes', 'digit_images', 'digit_scene', 'mark_image', 'shortcut_spec', 'mark_box', 'plant_marks', 'digit_scenes',
-           'write_scenes', 'read_scenes', 'scenes_path', 'write_masks', 'digit_dls', 'item_scenes', 'digit_cnn',
-           'digit_learner']
+__all__ = ['cue_kinds', 'digit_codes', 'digit_images', 'digit_scene', 'mark_image', 'shortcut_spec', 'planted_channels',
+           'mark_box', 'plant_marks', 'digit_scenes', 'write_scenes', 'read_scenes', 'scenes_path', 'write_masks',
+           'digit_dls', 'item_scenes', 'digit_cnn', 'digit_learner']
 
 # %% ../nbs/09_data.ipynb #d1679aa2
 def digit_images(held_out:bool=False)->tuple:
@@ -64,7 +64,7 @@ def digit_scene(rng:np.random.Generator, digits:np.ndarray, labels:np.ndarray, n
 
 # %% ../nbs/09_data.ipynb #fdbbe9e8
 def mark_image(mark:str='checker', size:int=8)->np.ndarray:
-    "A `size` x `size` mark in [0, 1]: 'checker' (squares of `size//4` pixels), 'square' (bright, dark border) or 'cross'"
+    "A `size` x `size` mark in [0, 1]: 'checker' (squares of `size//4` pixels), 'square' (bright, dark border), 'cross' or 'disc'"
     i = np.arange(size)
     if mark=='checker': return (((i[:, None]//max(1, size//4)) + (i[None]//max(1, size//4))) % 2).astype(np.float32)
     if mark=='square':
@@ -72,19 +72,30 @@ def mark_image(mark:str='checker', size:int=8)->np.ndarray:
     if mark=='cross':
         c = (i>=size//2-max(1, size//8)) & (i<size//2+max(1, size//8))
         return (c[:, None] | c[None]).astype(np.float32)
-    raise ValueError(f"`mark` can be 'checker', 'square' or 'cross', got {mark!r}.")
+    if mark=='disc': return (((i[:, None]-(size-1)/2)**2 + (i[None]-(size-1)/2)**2) <= (size/2)**2).astype(np.float32)
+    if mark=='hole': return np.zeros((size, size), np.float32)      # a flat black patch: the noise missing
+    raise ValueError(f"`mark` can be 'checker', 'square', 'cross' or 'disc', got {mark!r}.")
 
 _places = ('top-left', 'top-right', 'bottom-left', 'bottom-right', 'centre')
+cue_kinds = ('mark', 'frame', 'background', 'colour', 'blur')   # what `shortcut=` plants: a mark at a place, or a property without one
 
 def shortcut_spec(shortcut)->dict|None:
-    "`shortcut` (a class name, or a dict with `label` and any of `place`, `mark`, `size`, `share`) with every field filled in"
+    "`shortcut` (a class name, or a dict with `label` and any of `cue`, `place`, `mark`, `size`, `share`, `decoys`) with every field filled in"
     if shortcut is None: return None
-    spec = {'place': 'top-left', 'mark': 'checker', 'size': 8, 'share': 1.0, **(shortcut if isinstance(shortcut, dict) else {'label': shortcut})}
+    spec = {'cue': 'mark', 'place': 'top-left', 'mark': 'checker', 'size': 8, 'share': 1.0, 'decoys': 0.0,
+            **(shortcut if isinstance(shortcut, dict) else {'label': shortcut})}
     if 'label' not in spec: raise ValueError(f"`shortcut` needs the `label` of the class to mark, got {shortcut!r}.")
+    if spec['cue'] not in cue_kinds: raise ValueError(f"`cue` can be one of {', '.join(map(repr, cue_kinds))}, got {spec['cue']!r}.")
     if not (isinstance(spec['place'], (tuple, list)) and len(spec['place'])==2) and spec['place'] not in _places:
         raise ValueError(f"`place` can be one of {', '.join(map(repr, _places))} or the (x, y) pixel of the mark's top-left corner, got {spec['place']!r}.")
+    if not 0 <= spec['decoys'] < 1: raise ValueError(f"`decoys` is the share of the class's scenes that show another digit, in [0, 1), got {spec['decoys']!r}.")
     mark_image(spec['mark'], int(spec['size']))
     return dict(spec, label=str(spec['label']), place=tuple(spec['place']) if isinstance(spec['place'], list) else spec['place'])
+
+def planted_channels(shortcut)->int:
+    "How many channels the scenes of `shortcut` have: 3 for a colour cast (the rest stay grey), else 1"
+    spec = shortcut_spec(shortcut)
+    return 3 if spec is not None and spec['cue']=='colour' else 1
 
 def mark_box(spec:dict, size:int)->tuple:
     "`(x0, y0, x1, y1)`: where the mark of `spec` sits in a `size`-pixel scene (2 pixels from the edge at a corner)"
@@ -95,19 +106,42 @@ def mark_box(spec:dict, size:int)->tuple:
         x,y = dict(zip(_places, [(2, 2), (far, 2), (2, far), (far, far), ((size-s)//2, (size-s)//2)]))[place]
     return (x, y, x+s, y+s)
 
+def _plant(img:np.ndarray, spec:dict)->np.ndarray:
+    "A grey `uint8` scene with the cue of `spec`: a mark at its place, a 2-pixel frame, a brighter background, a warm colour cast (RGB), or a blur"
+    cue,size = spec['cue'],img.shape[0]
+    if cue=='mark':
+        x0,y0,x1,y1 = mark_box(spec, size)
+        img[y0:y1, x0:x1] = (mark_image(spec['mark'], int(spec['size']))*255).astype(np.uint8)
+    elif cue=='frame': img[:2], img[-2:], img[:, :2], img[:, -2:] = 200, 200, 200, 200
+    elif cue=='background': img = np.where(img < 150, np.clip(img.astype(np.int16)+60, 0, 255), img).astype(np.uint8)
+    elif cue=='blur':
+        from scipy import ndimage
+        img = ndimage.gaussian_filter(img.astype(np.float32), 1.2, mode='reflect').round().clip(0, 255).astype(np.uint8)
+    elif cue=='colour': img = (img[..., None]*np.array([1.0, 0.78, 0.5], np.float32)).round().astype(np.uint8)
+    return img
+
 def plant_marks(df:pd.DataFrame, shortcut=None, seed:int=0)->pd.DataFrame:
-    "The scenes `df` with the mark of `shortcut` on the images of its class (a `share` of them, drawn from `seed`) and a `mark` column: its box, or `None`"
+    "The scenes `df` with the cue of `shortcut` on the images of its class (a `share` of them, drawn from `seed`) and a `mark` column: the mark's box (`True` for a cue without a place), or `None`"
     spec = shortcut_spec(shortcut)
     if spec is None: return df                              # no shortcut: the scenes as they were, three columns
     rng = np.random.default_rng(seed+7919)                  # its own draws: the scenes stay those without the mark
     size = df.image.iloc[0].shape[0] if len(df) else 64
-    x0,y0,x1,y1 = box = mark_box(spec, size)
-    stamp = (mark_image(spec['mark'], int(spec['size']))*255).astype(np.uint8)
     hit = [spec['label'] in map(str, labs) and rng.random()<spec['share'] for labs in df.labels]
-    images = [img.copy() for img in df.image]
-    for img,h in zip(images, hit):
-        if h: img[y0:y1, x0:x1] = stamp
-    return df.assign(image=images, mark=[box if h else None for h in hit])
+    rgb = planted_channels(spec)==3
+    images = [_plant(img.copy(), spec) if h else (np.repeat(img[..., None], 3, 2) if rgb else img) for img,h in zip(df.image, hit)]
+    where = mark_box(spec, size) if spec['cue']=='mark' else True
+    return df.assign(image=images, mark=[where if h else None for h in hit])
+
+def _decoys(df:pd.DataFrame, spec:dict|None, rng, digits, labels, size:int)->pd.DataFrame:
+    "The scenes `df` where a `decoys` share of the class's single-label scenes show a digit of another class instead (the label stays)"
+    if spec is None or not spec['decoys']: return df
+    drng,df = np.random.default_rng(rng.integers(2**31)),df.copy()
+    other = labels.astype(str)!=spec['label']
+    for i,labs in enumerate(df.labels):
+        if list(map(str, labs))==[spec['label']] and drng.random()<spec['decoys']:
+            img,_,boxes = digit_scene(drng, digits[other], labels[other], 1, size)
+            df.at[i, 'image'],df.at[i, 'boxes'] = img,boxes
+    return df
 
 # %% ../nbs/09_data.ipynb #be771042
 def digit_scenes(n:int, size:int=64, max_digits:int=1, seed:int=0, held_out:bool=False, shortcut=None)->pd.DataFrame:
@@ -115,7 +149,8 @@ def digit_scenes(n:int, size:int=64, max_digits:int=1, seed:int=0, held_out:bool
     rng = np.random.default_rng(seed)
     digits,labels = digit_images(held_out)
     rows = [digit_scene(rng, digits, labels, int(rng.integers(1, max_digits+1)), size) for _ in range(n)]
-    return plant_marks(pd.DataFrame(rows, columns=['image','labels','boxes']), shortcut, seed)
+    df = _decoys(pd.DataFrame(rows, columns=['image','labels','boxes']), shortcut_spec(shortcut), rng, digits, labels, size)
+    return plant_marks(df, shortcut, seed)
 
 # %% ../nbs/09_data.ipynb #219d3b4a
 def write_scenes(path:Path, n_train:int=2000, n_valid:int=500, size:int=64, max_digits:int=1, seed:int=0, shortcut=None)->pd.DataFrame:
@@ -185,25 +220,26 @@ def write_masks(path:Path, df:pd.DataFrame, threshold:float=0.6)->Path:
 
 def digit_dls(path:Path|None=None, n_train:int=2000, n_valid:int=500, size:int=64, max_digits:int=1, seed:int=0,
               bs:int=64, task:str='classification',
-              shortcut=None, # Plant a mark on every image of one class, train and valid: a class name, or a dict (see `shortcut_spec`)
+              shortcut=None, # Plant a cue on every image of one class, train and valid: a class name (a mark), or a dict (see `shortcut_spec`)
               **kwargs)->ImageDataLoaders:
-    "Grayscale `DataLoaders` of digit scenes for `task` ('classification', 'segmentation' or 'regression'); `dls.scenes` holds labels, boxes and marks"
+    "Grayscale (RGB with a colour cast) `DataLoaders` of digit scenes for `task` ('classification', 'segmentation' or 'regression'); `dls.scenes` holds labels, boxes and marks"
     if task not in ('classification', 'segmentation', 'regression'):
         raise ValueError(f"`task` can be 'classification', 'segmentation' or 'regression', got {task!r}.")
     if path is None: path = scenes_path(n_train, n_valid, size, max_digits, seed, shortcut=shortcut)
     elif not (Path(path)/'scenes.csv').exists(): write_scenes(path, n_train, n_valid, size, max_digits, seed, shortcut)
     df,kw,vocab = read_scenes(path),dict(bs=bs, num_workers=0, **kwargs),[str(i) for i in range(10)]
+    img_cls = PILImage if planted_channels(shortcut)==3 else PILImageBW          # a colour cast: RGB scenes
     df['height'] = df.boxes.map(lambda b: (b[0][3]-b[0][1])/size)
     if task=='segmentation':
         masks = write_masks(path, df)
-        dls = DataBlock(blocks=(ImageBlock(PILImageBW), MaskBlock(digit_codes)), get_x=ColReader('fname', pref=f"{path}/"),
+        dls = DataBlock(blocks=(ImageBlock(img_cls), MaskBlock(digit_codes)), get_x=ColReader('fname', pref=f"{path}/"),
                         get_y=ColReader('fname', pref=f"{masks}/"), splitter=ColSplitter('is_valid')).dataloaders(df, **kw)
     elif task=='regression':
         dls = ImageDataLoaders.from_df(df, path, fn_col='fname', label_col='height', valid_col='is_valid', y_block=RegressionBlock(),
-                                       img_cls=PILImageBW, **kw)
-    elif max_digits==1: dls = ImageDataLoaders.from_folder(path, train='train', valid='valid', vocab=vocab, img_cls=PILImageBW, **kw)
+                                       img_cls=img_cls, **kw)
+    elif max_digits==1: dls = ImageDataLoaders.from_folder(path, train='train', valid='valid', vocab=vocab, img_cls=img_cls, **kw)
     else: dls = ImageDataLoaders.from_df(df, path, fn_col='fname', label_col='label', valid_col='is_valid', label_delim=';',
-                                         y_block=MultiCategoryBlock(vocab=vocab), img_cls=PILImageBW, **kw)
+                                         y_block=MultiCategoryBlock(vocab=vocab), img_cls=img_cls, **kw)
     dls.scenes = df.set_index('fname', drop=False)
     return dls
 
@@ -234,7 +270,7 @@ def digit_learner(n_train:int=2000, n_valid:int=500, epochs:int=8, lr:float=1e-2
     set_seed(seed, reproducible=True)   # first: the DataLoaders draw their shuffling seed when made
     dls = digit_dls(path, n_train=n_train, n_valid=n_valid, seed=seed, shortcut=shortcut, **kwargs)
     set_seed(seed, reproducible=True)
-    learn = Learner(dls, digit_cnn(dls.c), metrics=accuracy)
+    learn = Learner(dls, digit_cnn(dls.c, n_in=planted_channels(shortcut)), metrics=accuracy)
     weights = Path(dls.path)/f"digit_cnn-{epochs}-{lr}-{seed}-{dls.bs}.pth"
     if weights.exists(): learn.model.load_state_dict(torch.load(weights))
     else:

@@ -22,6 +22,8 @@ from .history import *
 from .callback import *
 from .metrics import *
 from .classes import *
+from .shortcuts import *
+from .unlearn import *
 
 # %% auto #0
 __all__ = ['image_array', 'overlay_array', 'png_uri', 'figure_uri', 'html_table', 'fastcam_version', 'versions', 'report_facts',
@@ -238,12 +240,26 @@ def _classes_section(interp)->str:
     flagged = df[df.flagged]
     flags = (''.join(f'<p class="flag"><b>{escape(c)}</b>: {escape(w)}</p>' for c,w in zip(flagged['class'], flagged.why)) if len(flagged) else
              '<p class="ok">No class flagged: no class looks at a fixed place of its own that the model measurably depends on.</p>')
-    cols = ['class', 'flagged', 'region', 'attention', 'peaks', 'specificity', 'lost', 'lost_others', 'gained', 'gained_others', 'reliance', 'n', 'why']
+    cols = ['class', 'kind', 'flagged', 'region', 'found_by', 'attention', 'specificity', 'lost', 'lost_others', 'gained', 'gained_others', 'reliance',
+            'removed_accuracy', 'n', 'why']
     fig = f'<img style="max-width:100%" alt="every class\'s mean map and strategies" src="{figure_uri(interp.plot_class_maps(), dpi=60)}">'
     return _section(title, flags + fig + html_table(df[cols], 'classes'),
-                    "One map per validation item for its actual class, averaged class by class. A class is flagged when its attention sits at a "
-                    "fixed place other classes don't look at and covering that place in its images (or pasting it into other classes' images) "
-                    "changes the predictions far more than it does for other classes. Region: (x0, y0, x1, y1) in the input's pixels.")
+                    "One map per validation item for its actual class, averaged class by class. Each class is tested for a fixed place (where its "
+                    "maps look, and each cell of a 4x4 grid, covered), its border, background, colour and sharpness: a class is flagged when taking "
+                    "the property away from its images and giving it to other classes' images changes the predictions far more than it does for "
+                    "other classes. Region: (x0, y0, x1, y1) in the input's pixels.")
+
+def _revision_section(interp)->str|None:
+    "The shortcuts a revision (`recheck_shortcuts`, `revise_shortcuts`) tested before and after, with their figure"
+    table = getattr(interp.learn, 'shortcut_revision', None)
+    if table is None or not len(table): return None
+    gone = table[table.gone]
+    fig = f'<img style="max-width:100%" alt="the revised classes before and after" src="{figure_uri(interp.plot_revision(table), dpi=70)}">'
+    para = (f'<p class="ok">Gone after the revision: {escape(", ".join(f"{r[0]} ({r[1]})" for r in zip(gone["class"], gone.kind)))}.</p>' if len(gone) else '')
+    return _section('Shortcuts revised', para + fig + html_table(table, 'revision'),
+                    "The shortcuts flagged before the revision (UnlearnShortcuts), tested again on this model with the same operations: lost, "
+                    "gained and reliance as in 'Where the model looks'; removed_accuracy: the class's accuracy on all its validation images with "
+                    "the property taken away.")
 
 def _scores_section(scores)->str|None:
     if not isinstance(scores, pd.DataFrame): return None
@@ -280,6 +296,7 @@ def cam_report(self:Interpretation,
                       + ("the actual and predicted masks, then " if task_name(t)=='segmentation' else '') + "every method's map. Each map is scaled to its own [0, 1]."
                       + ''.join(f" Warning: {t['notes'][m]}" for m in dict.fromkeys([*methods, method]) if m in (t.get('notes') or {}))),
              _classes_section(self) if classes and not is_tokens(t['inputs']) else None,
+             _revision_section(self) if classes and not is_tokens(t['inputs']) else None,
              _section('Table', html_table(table, 'top_losses'), 'Click a column header to sort.'),
              _ranking_section(self, why), _confused_section(self, t), _history_section(cb, not is_tokens(t['inputs'])),
              _scores_section(self.cam_scores(k, methods=methods) if scores is True else scores)]

@@ -1,6 +1,6 @@
 """Run by tests/test_distributed.py, under `torchrun --nproc_per_node 2` or alone: fit a tiny CNN (no BatchNorm,
 so every rank holds the same weights) with GradCAMCallback inside `learn.distrib_ctx(cpu=True)` (gloo), validate,
-and save what this rank captured.  Usage: python ddp_capture.py OUT_DIR DATA_DIR [texts]
+and save what this rank captured.  Usage: python ddp_capture.py OUT_DIR DATA_DIR [texts|unlearn]
 (`texts`: a small text classifier on texts of 20 to 400 words instead)."""
 import os, sys, warnings
 warnings.filterwarnings('ignore')
@@ -35,10 +35,20 @@ def text_model(dls):
     config = dict(awd_lstm_clas_config, emb_sz=32, n_hid=64, n_layers=1)
     return text_classifier_learner(dls, AWD_LSTM, config=config, pretrained=False, drop_mult=0.3, cbs=GradCAMCallback(k=6, methods=['layercam']))
 
+def unlearn(out, data, rank):
+    "Fit with UnlearnShortcuts inside `distrib_ctx`: each rank revises its own batches; save the weights and what was revised"
+    dls = digit_dls(data, n_train=64, n_valid=45, seed=0, bs=8)
+    set_seed(0)
+    cb = UnlearnShortcuts([('7', (0, 0, 16, 16))], share=1.0)
+    learn = Learner(dls, tiny_cnn(dls.c), cbs=cb)
+    with learn.no_bar(), learn.no_logging(), learn.distrib_ctx(cpu=True): learn.fit(1, 1e-2)
+    torch.save(dict(state=learn.model.state_dict(), banked=sorted(cb._bank)), f"{out}/unlearn{rank}.pt")
+
 if __name__=='__main__':
     out,data = sys.argv[1:3]
     texts = len(sys.argv)>3 and sys.argv[3]=='texts'
     rank = int(os.environ.get('RANK', 0))
+    if len(sys.argv)>3 and sys.argv[3]=='unlearn': unlearn(out, data, rank); sys.exit()
     set_seed(0)
     dls = reviews() if texts else digit_dls(data, n_train=64, n_valid=45, seed=0, bs=8)     # 45 items: the second shard is padded
     set_seed(0)

@@ -20,7 +20,8 @@ def run_ranks(tmp_path_factory, *args):
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                         str(SCRIPT), str(out), str(data), *args], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode==0, r.stdout[-3000:]+r.stderr[-5000:]
-    return [torch.load(out/f'rank{i}.pt', weights_only=False) for i in range(2)], data
+    name = 'unlearn' if 'unlearn' in args else 'rank'
+    return [torch.load(out/f'{name}{i}.pt', weights_only=False) for i in range(2)], data
 
 @pytest.fixture(scope='module')
 def ddp_run(tmp_path_factory): return run_ranks(tmp_path_factory)
@@ -85,3 +86,9 @@ def test_ddp_texts_of_different_lengths_on_each_rank_equal_one_process(ddp_texts
     assert lengths[idxs].max() - lengths[idxs].min() > 72                   # the top losses: texts of both ranks, several bptt chunks apart
     for x,m in zip(r0['validated']['inputs'], r0['validated']['maps']['gradcam']['actual']): assert (m[x==1] == 0).all()   # no weight on padding
     fct.test_eq(r0['tiles'], 6)
+
+def test_ddp_unlearning_revises_each_ranks_batches_and_keeps_the_ranks_in_step(tmp_path_factory):
+    "Issue 33: UnlearnShortcuts under `distrib_ctx`: each process revises its own batches (it met 7s), the weights stay the same on every rank"
+    (r0, r1), _ = run_ranks(tmp_path_factory, 'unlearn')
+    assert r0['banked'] == r1['banked'] == [7]
+    for k in r0['state']: assert torch.allclose(r0['state'][k], r1['state'][k]) and torch.isfinite(r0['state'][k]).all(), k

@@ -1,4 +1,4 @@
-"Right for the right reasons (issue 26): a shortcut planted on one class is flagged at its place, and nothing is flagged without it."
+"Right for the right reasons (issues 26, 34, 37): a shortcut planted on one class is flagged at its place, and nothing is flagged without it."
 import re, pytest, torch, matplotlib.pyplot as plt
 from fastai.vision.all import Learner, vision_learner, resnet18, set_seed, accuracy_multi, MSELossFlat
 from fastcam.all import *
@@ -38,7 +38,7 @@ def test_the_marked_class_is_flagged_at_the_mark_and_nothing_else(found):
     name,_,df = found
     flagged = df[df.flagged]
     if name not in marks:
-        assert flagged.empty, flagged[['class', 'region', 'specificity', 'reliance']]   # no mark: no flag
+        assert flagged.empty, flagged[['class', 'kind', 'region', 'specificity', 'reliance']]   # no mark: no flag of any kind
         return
     spec = shortcut_spec(marks[name])
     assert list(flagged['class']) == [spec['label']], df[['class', 'flagged', 'specificity', 'reliance']]
@@ -49,7 +49,8 @@ def test_the_marked_class_is_flagged_at_the_mark_and_nothing_else(found):
     row = flagged.iloc[0]
     assert row.reliance >= 0.25 and (row.lost - row.lost_others >= 0.25 or row.gained - row.gained_others >= 0.25)
     assert re.search(r"Shortcut: .* look at that place in \S+ training images", row.why)
-    assert {'class', 'flagged', 'region', 'reliance', 'why'} <= set(df.columns) and len(df) == 10
+    assert {'class', 'kind', 'flagged', 'region', 'found_by', 'reliance', 'removed_accuracy', 'why'} <= set(df.columns) and len(df) == 10
+    assert row.kind == 'place' and row.found_by in ('attention', 'covering') and row.removed_accuracy <= 0.5   # without the mark, the class is lost
 
 def test_the_figure_marks_the_flagged_class_and_says_what_it_shows(found):
     name,interp,df = found
