@@ -15,5 +15,6 @@ from fastcam.unlearn import *
 from fastcam.data import *
 from fastcam.texts import *
 from fastcam.features import *
+from fastcam.predict import *
 from fastcam.report import *
 from fastcam.attributions import *

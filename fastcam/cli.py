@@ -8,6 +8,7 @@ import argparse, sys, warnings
 warnings.filterwarnings('ignore', category=FutureWarning, module=r'torch\.jit')   # fastai's import-time noise, in the command only
 from .report import UsageError, report_on_folder, fastcam_version
 from .demo import demo
+from .explain import explain_files
 
 # %% auto #0
 __all__ = ['parser', 'main']
@@ -54,6 +55,24 @@ def parser()->argparse.ArgumentParser:
     r.add_argument('--html', action='store_true', help="also write report.html: one self-contained file (images embedded, "
                    "opens offline) with the gallery, every method's maps, a sortable table and the most-confused classes")
     r.add_argument('--force', action='store_true', help="replace the results another command (e.g. fastcam demo) left in --out")
+    e = sub.add_parser('explain', help="explain new images with your exported learner: a PNG and a CSV row each",
+        description="Load a learner saved with `learn.export()` and explain each image (a folder: its images): a PNG with the image, its map "
+                    "and 'predicted / p(predicted)', and one row of predictions.csv (file, predicted, probability, top 3). A file that "
+                    "can't be read is named and the others are explained; the exit status is then 1. WARNING: loading a pickled "
+                    "learner runs code from that file: only load files you trust.")
+    e.add_argument('model', help="the .pkl written by learn.export() (trusted files only: unpickling runs code)")
+    e.add_argument('files', nargs='+', help="image files, or folders of them")
+    e.add_argument('--out', default='fastcam-explain', help="folder for the PNGs and predictions.csv (default: %(default)s)")
+    e.add_argument('--method', default='gradcam', help="the map's method (default: %(default)s; see fastcam.cam_methods)")
+    e.add_argument('--target', default=None, help="the class whose map is drawn (default: the predicted one)")
+    e.add_argument('--force', action='store_true', help="replace the results another command left in --out")
+    a = sub.add_parser('app', help="serve a web page that explains uploaded images (or typed texts) with your exported learner",
+        description="Serve a Gradio page on this machine: upload an image (or type a text), see the top 3 classes and the map of the "
+                    "predicted class; choose another class or method. Needs the app extra: pip install \"fastcam[app]\". Nothing is "
+                    "sent to the internet. WARNING: loading a pickled learner runs code from that file: only load files you trust.")
+    a.add_argument('model', help="the .pkl written by learn.export() (trusted files only: unpickling runs code)")
+    a.add_argument('--port', type=_positive_int, default=7860, help="port to serve on (default: %(default)s)")
+    a.add_argument('--host', default='127.0.0.1', help="address to serve on (default: %(default)s, this machine only)")
     return p
 
 # %% ../nbs/13_cli.ipynb #c28639b6
@@ -62,7 +81,11 @@ def main(argv=None)->int:
     args = parser().parse_args(argv)
     try:
         if args.command=='demo': demo(args.out, args.epochs, args.k, args.n_train, args.n_valid, args.seed, data=args.data, force=args.force)
-        else: report_on_folder(args.model, args.data_dir, args.k, args.out, args.smallest, args.html, args.force)
+        elif args.command=='report': report_on_folder(args.model, args.data_dir, args.k, args.out, args.smallest, args.html, args.force)
+        elif args.command=='explain': return 1 if explain_files(args.model, args.files, args.out, args.method, args.target, args.force)[1] else 0
+        else:
+            from .webapp import serve
+            serve(args.model, args.port, args.host)
     except UsageError as e:
         print(f"fastcam {args.command}: error: {e}", file=sys.stderr)
         return 2

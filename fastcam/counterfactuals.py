@@ -7,10 +7,11 @@ from __future__ import annotations
 import torch, torch.nn.functional as F
 from torch import Tensor
 from .cam import plain
+from .metrics import blur
 
 # %% auto #0
-__all__ = ['probe_kinds', 'transplant', 'blur', 'sharpness', 'border_width', 'border_mask', 'foreground', 'normalization',
-           'Probe', 'Place', 'Border', 'Background', 'Colour', 'Sharpness', 'Outside']
+__all__ = ['probe_kinds', 'transplant', 'sharpness', 'border_width', 'border_mask', 'foreground', 'normalization', 'Probe',
+           'Place', 'Border', 'Background', 'Colour', 'Sharpness', 'Outside']
 
 # %% ../nbs/08a_counterfactuals.ipynb #0bcdf70d
 def transplant(dst:Tensor, src:Tensor, box:tuple)->Tensor:
@@ -19,18 +20,6 @@ def transplant(dst:Tensor, src:Tensor, box:tuple)->Tensor:
     out = plain(dst).clone()
     out[..., y0:y1, x0:x1] = plain(src)[..., y0:y1, x0:x1]
     return out
-
-def blur(x:Tensor, sigma:float=1.)->Tensor:
-    "A Gaussian blur of the images `x` `(..., h, w)`, reflected at the edges (as sums of shifted images: a small kernel runs slowly as a convolution)"
-    x = plain(x)
-    r = max(1, round(2*sigma))
-    k = torch.exp(-torch.arange(-r, r+1, dtype=torch.float64)**2/(2*sigma**2))
-    k = (k/k.sum()).tolist()
-    h,w = x.shape[-2:]
-    p = F.pad(x, (r, r, 0, 0), mode='reflect')
-    x = sum(kk*p[..., :, i:i+w] for i,kk in enumerate(k))
-    p = F.pad(x, (0, 0, r, r), mode='reflect')
-    return sum(kk*p[..., i:i+h, :] for i,kk in enumerate(k))
 
 def sharpness(x:Tensor)->Tensor:
     "`(n,)`: the mean absolute difference between each image and its blur (the energy of its finest detail)"

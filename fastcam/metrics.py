@@ -72,14 +72,17 @@ def upsample_maps(maps:Tensor, size:tuple)->Tensor:
     m = torch.where(hi>lo, (m-lo)/torch.where(hi>lo, hi-lo, torch.ones_like(hi)), torch.zeros_like(m))
     return F.interpolate(m[:, None], size=tuple(size), mode='bilinear', align_corners=False)[:, 0]
 
-def blur(x:Tensor, sigma:float)->Tensor:
-    "`x` `(n, c, H, W)` blurred by a Gaussian of standard deviation `sigma` pixels (separable, reflected edges)"
+def blur(x:Tensor, sigma:float=1.)->Tensor:
+    "`x` `(..., H, W)` blurred by a Gaussian of standard deviation `sigma` pixels (separable, reflected edges; sums of shifted images, faster on a CPU than a small convolution)"
+    x = plain(x)
     r = max(1, int(3*sigma))
-    k = torch.exp(-torch.arange(-r, r+1, device=x.device, dtype=x.dtype)**2/(2*sigma**2))
-    k = (k/k.sum()).repeat(x.shape[1], 1, 1)
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode='reflect'), k[:, :, None, :], groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode='reflect'), k[:, :, :, None], groups=c)
+    k = torch.exp(-torch.arange(-r, r+1, dtype=torch.float64)**2/(2*sigma**2))
+    k = (k/k.sum()).tolist()
+    h,w = x.shape[-2:]
+    p = F.pad(x, (r, r, 0, 0), mode='reflect')
+    x = sum(kk*p[..., :, i:i+w] for i,kk in enumerate(k))
+    p = F.pad(x, (0, 0, r, r), mode='reflect')
+    return sum(kk*p[..., i:i+h, :] for i,kk in enumerate(k))
 
 _baselines = ('blur', 'mean', 'zeros')
 

@@ -322,7 +322,8 @@ def writable_dir(out)->Path:
     except OSError as e: raise UsageError(f"can't write to the output directory {out} ({e.strerror}): pass --out a folder you can write to.")
     return out
 
-_outputs = ('top_losses.png', 'top_losses.csv', 'smallest_losses.png', 'smallest_losses.csv', 'report.html', 'cam_methods.png', 'scores.csv', 'model.pkl')
+_outputs = ('top_losses.png', 'top_losses.csv', 'smallest_losses.png', 'smallest_losses.csv', 'report.html', 'cam_methods.png', 'scores.csv', 'model.pkl',
+            'predictions.csv')
 
 def output_dir(out, command:str, force:bool=False)->Path:
     "`out`, writable, after checking that it holds no other command's results (`force`: replace them)"

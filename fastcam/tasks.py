@@ -13,8 +13,8 @@ from .cam import *
 
 # %% auto #0
 __all__ = ['classification', 'multi_label', 'segmentation', 'regression', 'tasks', 'prediction_fns', 'item_losses', 'Task',
-           'Classification', 'MultiLabel', 'Regression', 'Segmentation', 'detect_task', 'explain_targets',
-           'task_of_rows', 'cam_targets']
+           'Classification', 'MultiLabel', 'Regression', 'Segmentation', 'is_regression_loss', 'detect_task',
+           'explain_targets', 'task_of_rows', 'cam_targets']
 
 # %% ../nbs/01_tasks.ipynb #7c1d9e20
 def _threshold(p:Tensor)->Tensor: return p>0.5
@@ -116,7 +116,8 @@ classification,multi_label,segmentation,regression = Classification(),MultiLabel
 tasks = {t.name: t for t in (classification, multi_label, segmentation, regression)}
 
 # %% ../nbs/01_tasks.ipynb #2046e856
-def _is_regression_loss(loss_func)->bool:
+def is_regression_loss(loss_func)->bool:
+    "Whether `loss_func` is a regression loss (MSE, L1, smooth L1, Huber; fastai's flattened ones included)"
     f = _inner(loss_func)
     return f in _regression_losses or isinstance(f, tuple(l for l in _regression_losses if isinstance(l, type)))
 
@@ -130,8 +131,8 @@ def detect_task(loss_func, out, targs)->Task:
             f"fastcam can't explain keypoints (PointBlock): the model gives {what}. fastcam explains classifiers, multi-label "
             "classifiers, segmentation (MaskBlock) and regression (RegressionBlock) models.")
         if out.ndim==4 and targs.ndim==3 and not targs.is_floating_point(): return segmentation
-        if out.ndim==2 and targs.ndim==1 and not targs.is_floating_point() and not _is_regression_loss(loss_func): return classification
-        if out.ndim==2 and targs.numel()==out.numel() and _is_regression_loss(loss_func): return regression
+        if out.ndim==2 and targs.ndim==1 and not targs.is_floating_point() and not is_regression_loss(loss_func): return classification
+        if out.ndim==2 and targs.numel()==out.numel() and is_regression_loss(loss_func): return regression
         if out.ndim==2 and targs.shape==out.shape: return multi_label
     raise TypeError(f"fastcam explains image classifiers, multi-label classifiers, segmentation and regression models, but this "
                     f"learner's model gives {what}. For another kind of model, pass your own targets to `cam(model, x, targets, layer=...)`.")

@@ -174,3 +174,29 @@ def test_piped_demo_output_is_a_few_plain_lines_with_layer_method_and_versions(d
     assert 'epoch  train_loss  valid_loss  accuracy  time' in txt                # a header, then one line per epoch
     assert 'Maps of model[0] (8x8)' in txt and "method='auto' picked" in txt
     assert re.search(r'Made with fastcam \S+, fastai \S+, torch \S+, Python \S+', txt) and re.search(r'Took \d+ s', txt)
+
+def test_explain_writes_a_png_and_a_csv_row_per_image_names_the_unreadable_and_exits_1(demo_out, tmp_path):
+    "Issue 35: `fastcam explain MODEL.pkl FILE...`; a folder is read as its images; output to a file gives plain progress lines"
+    out,_ = demo_out
+    from fastcam.data import digit_scenes
+    (tmp_path/'more').mkdir()
+    for i,img in enumerate(digit_scenes(3, seed=8, held_out=True).image):
+        Image.fromarray(img).save((tmp_path/'more' if i else tmp_path)/f'scene{i}.png')
+    (tmp_path/'broken.png').write_text('not an image')
+    code,txt = fastcam('explain', out/'model.pkl', tmp_path/'scene0.png', tmp_path/'broken.png', tmp_path/'more', '--out', tmp_path/'x')
+    assert code == 1, txt
+    assert 'Could not read' in txt and 'broken.png' in txt and 'Explained 3 of 4 image(s)' in txt and 'Explaining: 4/4' in txt
+    df = pd.read_csv(tmp_path/'x'/'predictions.csv')
+    assert len(df) == 3 and list(df.columns) == ['file', 'predicted', 'probability', 'top3', 'png']
+    assert all(Image.open(tmp_path/'x'/p).size[0] > 200 for p in df.png) and df.top3.str.count(';').eq(2).all()
+    code,txt = fastcam('explain', out/'model.pkl', tmp_path/'scene0.png', '--out', tmp_path/'y', '--target', 'eleven')
+    assert code == 2 and "'eleven' is not one of this model's classes" in txt
+    code,txt = fastcam('explain', out/'model.pkl', tmp_path/'nothing.png', '--out', tmp_path/'z')
+    assert code == 2 and 'no file or folder at' in txt
+
+def test_app_without_gradio_names_the_extra(demo_out):
+    out,_ = demo_out
+    code = ("import sys; sys.modules['gradio'] = None\nfrom fastcam.cli import main\n"
+            f"try: main(['app', {str(out/'model.pkl')!r}])\nexcept ImportError as e: print(e); sys.exit(3)")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.returncode == 3 and 'fastcam app needs Gradio: pip install "fastcam[app]"' in r.stdout, r.stdout+r.stderr
