@@ -1,4 +1,6 @@
 "One import for users: `from fastcam.all import *`"
+from fastcam.replay import *
+from fastcam.methods import *
 from fastcam.cam import *
 from fastcam.tasks import *
 from fastcam.capture import *

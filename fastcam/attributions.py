@@ -8,6 +8,8 @@ import warnings
 from contextlib import contextmanager
 import torch, torch.nn as nn
 from torch import Tensor
+from .replay import *
+from .methods import *
 from .cam import *
 from .metrics import auto_candidates
 

@@ -14,6 +14,8 @@ from fastai.callback.core import (Callback, GatherPredsCallback, CancelBatchExce
                                   CancelTrainException, CancelFitException)
 from fastai.interpret import Interpretation, ClassificationInterpretation, SegmentationInterpretation
 from fastai.torch_core import to_cpu, rank_distrib
+from .replay import *
+from .methods import *
 from .cam import *
 from .tasks import *
 from .capture import *

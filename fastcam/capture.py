@@ -9,6 +9,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import store_attr
 from fastai.torch_core import to_cpu
+from .replay import *
+from .methods import *
 from .cam import *
 from .tasks import *
 

@@ -8,6 +8,8 @@ import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as 
 from torch import Tensor
 from fastcore.basics import store_attr
 from fastai.interpret import Interpretation
+from .replay import *
+from .methods import *
 from .cam import *
 from .tasks import *
 from .interpret import explained_layer

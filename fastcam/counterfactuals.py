@@ -6,7 +6,7 @@
 from __future__ import annotations
 import torch, torch.nn.functional as F
 from torch import Tensor
-from .cam import plain
+from .replay import plain
 from .metrics import blur
 
 # %% auto #0

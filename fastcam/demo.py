@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 import torch, pandas as pd
+from .replay import *
+from .methods import *
 from .cam import *
 from .interpret import *
 from .plots import *

@@ -9,6 +9,8 @@ import torch, torch.nn as nn, matplotlib.pyplot as plt, pandas as pd
 from torch import Tensor
 from fastcore.basics import patch
 from fastai.interpret import Interpretation
+from .replay import *
+from .methods import *
 from .cam import *
 from .interpret import *
 from .plots import top_loss_caption

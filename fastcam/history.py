@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch, pandas as pd, matplotlib.pyplot as plt
 from fastai.torch_core import to_cpu
 from fastai.vision.data import get_grid
+from .replay import *
+from .methods import *
 from .cam import *
 from .tasks import tasks
 from .capture import *

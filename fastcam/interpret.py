@@ -10,6 +10,8 @@ from fastcore.basics import patch
 from fastcore.xtras import is_listy
 from fastai.interpret import Interpretation
 from fastai.torch_core import to_cpu, to_device
+from .replay import *
+from .methods import *
 from .cam import *
 from .tasks import *
 from .capture import *
@@ -66,21 +68,30 @@ def captured_items(interp:Interpretation, idxs, methods=(), with_maps:bool=True)
     if not set(methods)<=set(cap.rows['maps']): return None
     return with_summary(dict(take_rows({n: cap.rows[n] for n in row_names}, rows), **cap.about()))
 
-def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=(), cam_fors=None)->dict:
-    "The maps of `x` (mean activation, Grad-CAM and `methods`, for each target of the task, or those of `cam_fors`), in one forward and one backward"
-    layer = explained_layer(learn, layer, x)
-    model = unwrap_model(learn.model)
-    acts,out = forward_to_leaf(model, x, layer)
-    task = detect_task(learn.loss_func, out, targs)
-    ex = explain_targets(learn, out, targs, task=task)
-    cb = getattr(learn, 'grad_cam', None)
-    reshape = getattr(cb, 'reshape', None) if getattr(cb, 'capture_layer', None) is layer else None
-    r = Replay(acts, out, model, x, prediction_fns(learn.loss_func)[0], resolve_reshape(model, layer, acts, reshape), layer)
-    methods = with_base_methods(methods)
-    maps = to_cpu(explain_maps(r, ex, methods, task, cam_fors))
-    path,shape = module_path(model, layer),tuple(maps['mean'][next(iter(maps['mean']))].shape[1:])
+def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=(), cam_fors=None, aug_smooth:bool=False, eigen_smooth:bool=False)->dict:
+    "The maps of `x` (mean activation, Grad-CAM and `methods`, for each target of the task, or those of `cam_fors`), in one forward and one backward; `layer` a list: fused; `aug_smooth`, `eigen_smooth` as `cam`"
+    model,methods = unwrap_model(learn.model),with_base_methods(methods)
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    def make(xa, l):
+        l = explained_layer(learn, l, xa)
+        acts,out = forward_to_leaf(model, xa, l)
+        task = detect_task(learn.loss_func, out, targs)
+        ex = explain_targets(learn, out, targs, task=task)
+        cb = getattr(learn, 'grad_cam', None)
+        reshape = getattr(cb, 'reshape', None) if getattr(cb, 'capture_layer', None) is l else None
+        r = Replay(acts, out, model, xa, prediction_fns(learn.loss_func)[0], resolve_reshape(model, l, acts, reshape), l)
+        with eigen_smoothing(eigen_smooth): maps = to_cpu(explain_maps(r, ex, methods, task, cam_fors))
+        return dict(maps=maps, ex=ex, task=task, layer=module_path(model, l), notes=broken_assumptions(r.acts, methods))
+    runs = [make(x, l) for l in layers]
+    maps = runs[0]['maps'] if len(runs)==1 else {m: {o: fused([r['maps'][m][o] for r in runs], x.shape[-2:]) for o in runs[0]['maps'][m]} for m in methods}
+    if aug_smooth:
+        if is_tokens(x): raise ValueError("aug_smooth flips and brightens images; token ids can't be: pass aug_smooth=False for a text model.")
+        maps = aug_smoothed(lambda xa: compute_maps(learn, xa, targs, layer, methods, cam_fors, eigen_smooth=eigen_smooth)['maps'], x)
+    ex,task = runs[0]['ex'],runs[0]['task']
+    path = ' + '.join(r['layer'] for r in runs) + (', aug_smooth' if aug_smooth else '') + (', eigen_smooth' if eigen_smooth else '')
+    shape = tuple(maps['mean'][next(iter(maps['mean']))].shape[1:])
     return with_summary({**{n: ex[n].cpu() for n in _explained}, 'maps': maps, 'task': task.name, 'layer': path,
-                         'map_size': shape, 'notes': broken_assumptions(r.acts, methods)})
+                         'map_size': shape, 'notes': runs[0]['notes']})
 
 def predict_items(learn, x, targs)->dict:
     "Probabilities and predictions of `x` (no maps), in one forward in eval mode"
@@ -154,19 +165,20 @@ def top_loss_items(interp:Interpretation,
     k:int=9, # How many items
     largest:bool=True, # Largest losses (or smallest)
     with_maps:bool=True, # Also the heatmaps
-    layer:nn.Module|None=None, # Layer to explain instead of the callback's (the maps are then computed)
+    layer:nn.Module|None=None, # Layer to explain instead of the callback's (the maps are then computed); several: their maps fused
     methods=(), # CAM methods needed besides Grad-CAM and the mean activation
+    aug_smooth:bool=False, eigen_smooth:bool=False, # Smoothed maps, as `cam` makes them (computed from the items, never in the pass)
 )->dict:
     "The `k` top-loss items of `interp`: from the capture when possible, else one batched pass over just those items"
     check_interpretation(interp)
     if isinstance(k, bool) or not isinstance(k, int) or k<1: raise ValueError(f"`k` must be a positive int, got {k!r}.")
     methods = with_base_methods(methods)
     losses,idxs = interp.top_losses(min(k, len(interp.losses)), largest)
-    got = captured_items(interp, idxs, methods, with_maps) if layer is None else None
+    got = captured_items(interp, idxs, methods, with_maps) if layer is None and not (aug_smooth or eigen_smooth) else None
     if got is not None: return got
     x,targs = items_batch(interp, idxs)
     res = dict(idxs=plain(idxs), losses=plain(losses).float(), inputs=x)
-    made = compute_maps(interp.learn, x, targs, layer, methods) if with_maps else predict_items(interp.learn, x, targs)
+    made = compute_maps(interp.learn, x, targs, layer, methods, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth) if with_maps else predict_items(interp.learn, x, targs)
     note = coarse_map_note(made['layer'], made['map_size']) if with_maps else None
     if note: warnings.warn(f"fastcam: {note}", stacklevel=3)
     return {**res, **made}

@@ -10,17 +10,20 @@ import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as 
 from torch import Tensor
 from fastcore.basics import patch
 from fastai.interpret import Interpretation
+from .replay import *
+from .methods import *
 from .cam import *
 from .tasks import prediction_fns, tasks
 from .interpret import top_loss_items, explained_layer, compute_maps, predict_items, items_batch, vocab_of
 from .plots import tile_scorers, method_pickers, check_cam_for, fmt_prob, class_name
 
 # %% auto #0
-__all__ = ['score_metrics', 'better', 'auto_candidates', 'map_peaks', 'points_at', 'pointing_game', 'class_discrimination',
-           'interactive', 'progress', 'upsample_maps', 'blur', 'baseline_image', 'class_probs', 'perturbation_curves',
-           'word_curves', 'curve_auc', 'deletion', 'insertion', 'confidence_change', 'average_drop',
-           'increase_in_confidence', 'spearman', 'cascade_layers', 'randomization_test', 'faithfulness', 'tile_notes',
-           'probe_items', 'memo_of', 'pick_method', 'method_ranking']
+__all__ = ['score_metrics', 'road_metrics', 'better', 'auto_candidates', 'map_peaks', 'points_at', 'pointing_game',
+           'class_discrimination', 'interactive', 'progress', 'upsample_maps', 'blur', 'baseline_image', 'class_probs',
+           'perturbation_curves', 'word_curves', 'curve_auc', 'deletion', 'insertion', 'confidence_change',
+           'average_drop', 'increase_in_confidence', 'spearman', 'cascade_layers', 'randomization_test',
+           'noisy_linear_impute', 'road', 'road_scores', 'faithfulness', 'tile_notes', 'probe_items', 'memo_of',
+           'pick_method', 'method_ranking']
 
 # %% ../nbs/08_metrics.ipynb #22b4def5
 def map_peaks(maps:torch.Tensor, img_size:tuple)->torch.Tensor:
@@ -215,8 +218,54 @@ def randomization_test(model:nn.Module, x:Tensor, targets, methods='gradcam', la
     return pd.DataFrame(rows)
 
 # %% ../nbs/08_metrics.ipynb #7b2f1a02
-score_metrics = ('deletion', 'insertion', 'avg_drop', 'increase', 'randomization')
-better = dict(deletion='lower', insertion='higher', avg_drop='lower', increase='higher', randomization='lower')
+score_metrics = ('deletion', 'insertion', 'avg_drop', 'increase', 'randomization')   # the default; ROAD's are asked for by name
+road_metrics = ('road', 'road_morf', 'road_lerf')
+better = dict(deletion='lower', insertion='higher', avg_drop='lower', increase='higher', randomization='lower', road='higher',
+              road_morf='lower', road_lerf='higher')
+
+_neighbours = [((1, 1), 1/12), ((0, 1), 1/6), ((-1, 1), 1/12), ((1, -1), 1/12), ((0, -1), 1/6), ((-1, -1), 1/12), ((1, 0), 1/6), ((-1, 0), 1/6)]
+
+def noisy_linear_impute(img:Tensor, keep:Tensor, noise:float=0.01)->Tensor:
+    "Rong et al. (2022): the pixels of `img` `(c, h, w)` where `keep` `(h, w)` is 0, each the weighted mean of its 8 neighbours (one sparse linear system), plus Gaussian noise"
+    from scipy.sparse import lil_matrix, csc_matrix
+    from scipy.sparse.linalg import spsolve
+    h,w = keep.shape
+    km,flat = keep.flatten().numpy(),img.reshape(len(img), -1)
+    missing = np.argwhere(km==0).flatten()
+    if not len(missing): return img.clone()
+    var = np.zeros(len(km), dtype=int); var[missing] = np.arange(len(missing))
+    A,b,total = lil_matrix((len(missing), len(missing))),np.zeros((len(missing), len(img))),np.ones(len(missing))
+    for (dy,dx),wt in _neighbours:
+        y,x = missing//w+dy,missing%w+dx
+        inside = (y>=0) & (x>=0) & (y<h) & (x<w)
+        where,nb = np.argwhere(inside).flatten(),(missing+dy*w+dx)[inside]
+        known = km[nb]>0.5
+        b[where[known]] -= wt*flat[:, nb[known]].T.numpy()
+        A[where[~known], var[nb[~known]]] = wt
+        total[np.argwhere(~inside).flatten()] -= wt
+    A[np.arange(len(missing)), np.arange(len(missing))] = -total
+    res = torch.tensor(spsolve(csc_matrix(A), b), dtype=torch.float).reshape(len(missing), len(img))
+    out = flat.clone()
+    out[:, missing] = res.t() + noise*torch.randn_like(res.t())
+    return out.reshape_as(img)
+
+def road(model:nn.Module, x:Tensor, maps:Tensor, targets, percentile:float=80, most_relevant:bool=True, activation=None, noise:float=0.01)->Tensor:
+    "ROAD (Rong et al., 2022): the change of each item's target score (logit; `activation`: probability) once the pixels its map `(n, H, W)` ranks above `percentile` (most relevant) or below `100-percentile` (least) are imputed"
+    imputed = []
+    for xi,m in zip(plain(x).cpu().float(), maps.float().cpu()):
+        m = m if most_relevant else 1-m
+        keep = (m < float(np.percentile(m.numpy(), percentile))).float()
+        imputed.append(noisy_linear_impute(xi, keep, noise))
+    act = activation if activation is not None else (lambda o: o)             # the logit, as pytorch-grad-cam's ClassifierOutputTarget
+    before,after = (class_probs(model, t, targets, act) for t in (x, torch.stack(imputed).to(plain(x).device)))
+    return (after-before).cpu()
+
+def road_scores(model:nn.Module, x:Tensor, maps:Tensor, targets, activation=None, percentiles=range(10, 100, 10))->dict:
+    "`road_morf` (most relevant first; lower is better), `road_lerf` (least relevant first; higher is better), averaged over `percentiles`, and `road`: (lerf - morf) / 2, per item"
+    m = upsample_maps(maps, x.shape[-2:]) if maps.shape[-2:]!=x.shape[-2:] else maps
+    morf = torch.stack([road(model, x, m, targets, p, True, activation) for p in percentiles]).mean(0)
+    lerf = torch.stack([road(model, x, m, targets, 100-p, False, activation) for p in percentiles]).mean(0)
+    return dict(road_morf=morf, road_lerf=lerf, road=(lerf-morf)/2)
 _curves = dict(deletion=deletion, insertion=insertion)
 
 def _repeat(targets, reps:int):
@@ -230,8 +279,8 @@ def faithfulness(model:nn.Module, x:Tensor, maps:dict, targets, metrics=score_me
                  min_auc:float=0.05, # Below this random-map deletion AUC the class goes whatever is removed: no verdict (`measurable` is False)
                 )->pd.DataFrame:
     "One row per item and method of `maps` (`{method: (n, h, w)}`, made at `layer`), one column per metric, the random maps' beside"
-    unknown = [m for m in metrics if m not in score_metrics]
-    if unknown: raise ValueError(f"unknown metric(s) {unknown}: choose among {', '.join(map(repr, score_metrics))}.")
+    unknown = [m for m in metrics if m not in (*score_metrics, *road_metrics)]
+    if unknown: raise ValueError(f"unknown metric(s) {unknown}: choose among {', '.join(map(repr, (*score_metrics, *road_metrics)))}.")
     n,shape = len(x),next(iter(maps.values())).shape[1:]
     def curve(c, mp, reps=1):
         return _curves[c](model, x.repeat(reps, *[1]*(x.ndim-1)) if reps>1 else x, mp, _repeat(targets, reps), steps, baseline, activation)
@@ -256,6 +305,7 @@ def faithfulness(model:nn.Module, x:Tensor, maps:dict, targets, metrics=score_me
             if 'avg_drop' in metrics: d['avg_drop'] = _drop(y, o)
             if 'increase' in metrics: d['increase'] = _increase(y, o)
         if 'randomization' in metrics: d['randomization'] = r[m].values
+        if set(road_metrics) & set(metrics): d.update({k: v for k,v in road_scores(model, x, mp, targets, activation).items() if k in metrics})
         rows.append(pd.DataFrame({**{k: (v.tolist() if isinstance(v, Tensor) else v) for k,v in d.items()},
                                   **{f'{c}_random': v.tolist() for c,v in rnd.items()}, 'probability': p.tolist(), 'measurable': ok}))
     return pd.concat(rows, ignore_index=True)
@@ -322,7 +372,7 @@ def tile_notes(interp, t:dict, method:str, cam_for:str, metric:str)->list:
 tile_scorers.update({m: partial(tile_notes, metric=m) for m in ('deletion', 'insertion', 'avg_drop', 'increase')})
 
 # %% ../nbs/08_metrics.ipynb #81208e85
-auto_candidates = ['gradcam', 'hirescam', 'gradcam++', 'xgradcam', 'layercam', 'ablationcam']   # what `rank_methods` ranks (`fastcam.attributions` adds Captum's)
+auto_candidates = ['gradcam', 'hirescam', 'gradcam++', 'xgradcam', 'layercam', 'ablationcam', 'eigengradcam', 'finercam']   # what `rank_methods` ranks (`fastcam.attributions` adds Captum's)
 
 def probe_items(interp, n:int=12)->tuple:
     "Inputs and targets of correctly classified validation items: the capture's probes, else the right ones among the `n` smallest losses"
@@ -343,8 +393,10 @@ def rank_methods(self:Interpretation,
     steps:int=8, # Steps of deletion and insertion
     layer:nn.Module|None=None, # Layer to explain instead of the callback's
     baseline='blur', # What deleted pixels become
+    score:str='insertion-deletion', # What ranks them: 'insertion-deletion', or 'road' (ROAD's (LeRF - MoRF) / 2, with noisy linear imputation)
 )->pd.DataFrame:
-    "Each method's mean deletion and insertion of the predicted class on correctly classified validation items, best first (`score`: insertion - deletion)"
+    "Each method's mean deletion and insertion (and ROAD, with `score='road'`) of the predicted class on correctly classified validation items, best first by `score`"
+    if score not in ('insertion-deletion', 'road'): raise ValueError(f"`score` ranks the methods: 'insertion-deletion' or 'road', got {score!r}.")
     x,y = probe_items(self, n)
     if not len(x): raise ValueError("rank_methods needs correctly classified validation items, and the model has none yet: train it first.")
     methods = check_methods(methods if methods is not None else [m for m in auto_candidates if applies(m, x)])
@@ -353,10 +405,11 @@ def rank_methods(self:Interpretation,
         f"rank_methods scores the class probability of correctly classified items; a {t['task']} model has none: pass `method=` yourself.")
     maps = {m: t['maps'][m]['predicted'] for m in methods}
     maps.setdefault('random', random_like(maps[methods[0]]))
-    df = faithfulness(self.learn.model, x, maps, t['cam_pred_for'], ['deletion', 'insertion'], steps, baseline,
+    cols = ['deletion', 'insertion'] + (['road'] if score=='road' and not is_tokens(x) else [])
+    df = faithfulness(self.learn.model, x, maps, t['cam_pred_for'], cols, steps, baseline,
                       prediction_fns(self.learn.loss_func)[0], show_progress=False, random_draws=1)
-    res = df.groupby('method', sort=False)[['deletion', 'insertion']].mean()
-    res['score'] = res.insertion-res.deletion
+    res = df.groupby('method', sort=False)[cols].mean()
+    res['score'] = res.road if 'road' in cols else res.insertion-res.deletion
     res['assumption'] = [t['notes'].get(m, '') for m in res.index]
     return res.assign(n=len(x), layer=t['layer']).sort_values('score', ascending=False)
 

@@ -11,6 +11,8 @@ from fastcore.foundation import L
 from fastai.interpret import Interpretation
 from fastai.torch_core import TensorMask
 from fastai.vision.data import get_grid
+from .replay import *
+from .methods import *
 from .cam import *
 from .capture import take_rows
 from .interpret import *
@@ -206,8 +208,8 @@ def group_panels(fig, axs, size:int, centre_caption:bool=True):
     inv = fig.transFigure.inverted()
     for g in range(0, len(axs), size):
         group = axs[g:g+size]
-        first,last = group[0].get_position(),group[-1].get_position()
-        if centre_caption: group[0].title.set_x(((first.x0+last.x1)/2-first.x0)/first.width)
+        first,right = group[0].get_position(),max(ax.get_position().x1 for ax in group)   # (a run may wrap onto several rows)
+        if centre_caption: group[0].title.set_x(((first.x0+right)/2-first.x0)/first.width)
         boxes = [ax.get_tightbbox(r).transformed(inv) for ax in group]
         x0,y0 = min(b.x0 for b in boxes),min(b.y0 for b in boxes)
         x1,y1 = max(b.x1 for b in boxes),max(b.y1 for b in boxes)
@@ -272,6 +274,7 @@ def draw_items(interp, t:dict, fig, axs, methods:list, cam_for:str, alpha:float=
             label = panel_label(vocab, t, i, o, cam_for) + (f"\n{notes[i]}" if notes and j==0 else '')
             show_cam(img, shown[o][0][i], panels[2*seg+j], caption if j==0 and not seg else None, alpha, cmap,
                      label=label, rng=rngs[o][i].tolist(), empty=empty, signed=cam_methods[o].signed, instead=shown[o][1][i], **kwargs)
+    if fig._suptitle is not None: fig._suptitle.set_wrap(True)   # a long list of methods, or of layers, wraps to the figure's width
     fig.tight_layout(rect=(0, add_footer(fig, figure_notes(t, methods, scale, why)), 1, 1))
     if colorbar: _colorbar(fig, axs, cmap, scale)         # after the layout: tight_layout can't place a colour bar
     if m>1: group_panels(fig, axs, m)
@@ -320,13 +323,14 @@ def plot_top_losses_cam(self:Interpretation,
     colorbar:bool=False, # Add a colour bar
     method:str='gradcam', # The CAM method of the class map (see `cam_methods`), or 'auto': the most faithful on this model
     score:str|None=None, # Add each tile's faithfulness score of the class map: 'deletion', 'insertion', 'avg_drop' or 'increase'
+    aug_smooth:bool=False, eigen_smooth:bool=False, # Smoothed maps, as `cam` makes them (computed when asked: the pass never pays)
     **kwargs # Passed to the image's `show`
 )->plt.Figure:
     "Show the `k` top-loss images with their heatmaps, captioned prediction/actual/loss/probability of the actual class"
     _check_choice('heatmap', heatmap, _heatmaps); _check_choice('cam_for', cam_for, _cam_fors); _check_choice('scale', scale, _scales)
     if score is not None: _check_choice('score', score, tuple(tile_scorers) or ('(import fastcam.metrics)',))
     method,why = resolve_method(self, method, layer)
-    t = top_loss_items(self, k, largest, layer=layer, methods=[method])
+    t = top_loss_items(self, k, largest, layer=layer, methods=[method], aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
     check_cam_for(cam_for, t)
     methods = {'gradcam': [method], 'mean': ['mean'], 'both': [method, 'mean']}[heatmap]
     notes = None if score is None else tile_scorers[score](self, t, method if heatmap!='mean' else 'mean', cam_for)
@@ -345,17 +349,28 @@ def plot_cam_methods(self:Interpretation,
     cam_for:str='actual', # Maps of the 'actual' class, the 'predicted' one, or their 'contrast'
     largest:bool=True, # Largest losses (or smallest)
     figsize:tuple|None=None, # Default: 2.2 inches per panel
-    layer:nn.Module|None=None, # Layer to explain instead of the callback's (maps are then computed)
+    layer:nn.Module|None=None, # Layer to explain instead of the callback's (maps are then computed); several: their maps fused
     scale:str='each', # 'each' map to its own [0, 1], or 'shared': each method's maps together
     colorbar:bool=False, # Add a colour bar
+    max_cols:int=6, # An item's panels wrap onto more rows past this many methods
+    aug_smooth:bool=False, eigen_smooth:bool=False, # Smoothed maps, as `cam` makes them
     **kwargs # Passed to `show_cam`
 )->plt.Figure:
-    "One row per top-loss item, one column per CAM method, captioned as in `plot_top_losses_cam`"
+    "One block per top-loss item, one panel per CAM method (wrapped at `max_cols`), captioned as in `plot_top_losses_cam`"
     methods = check_methods(methods if methods is not None else list(cam_methods))
     _check_choice('scale', scale, _scales)
-    t = top_loss_items(self, k, largest, layer=layer, methods=methods)
+    t = top_loss_items(self, k, largest, layer=layer, methods=methods, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
     check_cam_for(cam_for, t)
     n,m = len(t['idxs']),len(methods)+2*(task_name(t)=='segmentation')
     if is_tokens(t['inputs']): fig,axs = text_grid(t, token_vocab(self.dl), len(methods), figure_title(t, methods), figsize)
-    else: fig,axs = get_grid(n*m, n, m, figsize=figsize or (2.2*m, 2.5*n+0.6), return_fig=True, title=figure_title(t, methods))
+    else: fig,axs = _wrapped_grid(n, m, max_cols, figsize, figure_title(t, methods))
     return draw_items(self, t, fig, axs, methods, cam_for, scale=scale, colorbar=colorbar, **kwargs)
+
+def _wrapped_grid(n:int, m:int, max_cols:int, figsize, title:str)->tuple:
+    "A figure for `n` items of `m` panels each, at most `max_cols` a row: `(fig, axes in item order)`, the axes left over hidden"
+    c = min(m, max_cols); rows = -(-m//c)
+    fig,grid = plt.subplots(n*rows, c, figsize=figsize or (2.2*c, 2.5*n*rows+0.6), squeeze=False)
+    axs = [grid[i*rows + j//c][j%c] for i in range(n) for j in range(m)]
+    for ax in grid.flatten(): ax.set_axis_off()
+    fig.suptitle(title)
+    return fig,axs

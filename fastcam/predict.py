@@ -12,6 +12,8 @@ from PIL import Image
 from fastcore.basics import patch
 from fastcore.xtras import is_listy
 from fastai.learner import Learner
+from .replay import *
+from .methods import *
 from .cam import *
 from .tasks import *
 from .interpret import explained_layer, dl_vocab, token_vocab, token_words

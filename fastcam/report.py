@@ -14,6 +14,8 @@ from fastai.interpret import Interpretation
 from fastai.callback.core import Callback
 import fastai
 import fastcam
+from .replay import *
+from .methods import *
 from .cam import *
 from .capture import *
 from .interpret import *

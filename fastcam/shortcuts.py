@@ -9,6 +9,8 @@ from torch import Tensor
 from fastcore.basics import patch, listify
 from fastcore.foundation import L
 from fastai.interpret import Interpretation
+from .replay import *
+from .methods import *
 from .cam import *
 from .tasks import prediction_fns
 from .interpret import batch_of, vocab_of

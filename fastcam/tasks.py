@@ -9,6 +9,8 @@ from functools import partial
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastai.losses import BaseLoss
+from .replay import *
+from .methods import *
 from .cam import *
 
 # %% auto #0

@@ -12,6 +12,8 @@ from fastcore.foundation import L
 from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.interpret import Interpretation, ClassificationInterpretation
+from .replay import *
+from .methods import *
 from .cam import *
 from .interpret import batch_of, vocab_of, dl_vocab, token_vocab
 from .plots import show_cam, add_footer

@@ -8,7 +8,7 @@ import io, os
 from pathlib import Path
 import numpy as np, matplotlib.pyplot as plt
 from PIL import Image
-from .cam import cam_methods, applies
+from .methods import cam_methods, applies
 from .interpret import dl_vocab, token_vocab
 from .predict import *
 

@@ -1,6 +1,7 @@
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
 import fastcore.test as fct
-from fastcam.cam import grad_cam, mean_activation, grad_cams, forward_to_leaf
+from fastcam.cam import grad_cam, grad_cams
+from fastcam.replay import mean_activation, forward_to_leaf
 
 def small_model(inplace=False):
     torch.manual_seed(0)
