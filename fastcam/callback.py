@@ -45,7 +45,7 @@ class GradCAMCallback(Callback):
     after_batch = before_backward = after_backward = before_step = after_step = after_cancel_batch = after_cancel_backward = staticmethod(noop)
     def __init__(self,
         k:int=9, # How many of the largest losses to keep
-        layer:nn.Module|None=None, # Module whose output is explained; `None`: `model[0]`, or its last stage with `min_size` cells a side
+        layer:nn.Module|list|None=None, # Module whose output is explained; `None`: `model[0]`, or its last stage with `min_size` cells a side; a list: their maps fused
         methods=('gradcam',), # CAM methods computed in the replay (see `cam_methods`); Grad-CAM and the mean always are
         keep_history:bool=True, # Keep every `fit` validation pass's top-k and tracked items in `history`
         track=None, # Dataset indices of validation items recorded at every pass; `None`: the first recorded pass's top-k
@@ -56,7 +56,11 @@ class GradCAMCallback(Callback):
     ):
         if isinstance(k, bool) or not isinstance(k, int) or k<1:
             raise ValueError(f"`k` is how many of the largest losses to keep: a positive int, got {k!r}.")
-        check_layer_arg(layer)
+        if isinstance(layer, (list, tuple)):
+            layer = check_layers(layer)
+            if not all(isinstance(l, nn.Module) for l in layer): raise TypeError(
+                "`layer=[...]` fuses the maps of the modules it lists: pass modules of the model, e.g. `[learn.model[0][6], learn.model[0][7]]`.")
+        else: check_layer_arg(layer)
         methods,track,log = tuple(check_methods(methods)),check_track(track),check_log(log)
         if track is not None and not keep_history:
             raise ValueError("`track=` records items in `history`: use it with `keep_history=True`.")
@@ -71,7 +75,7 @@ class GradCAMCallback(Callback):
     def _reset_pass(self):
         "The state of one pass, in a namespace of its own (setting a `Callback`'s attributes costs a lookup in the `Learner`)"
         self._p = SimpleNamespace(active=False, acts=None, acts_version=None, topk=None, cancelled=False, shard=None, task=None,
-                                  rerun=False, inplace_seen=False, recording=False, compiled=False, layer=None, map_size=None, tokens=False, order=None, pad=None)
+                                  rerun=False, inplace_seen=False, recording=False, compiled=False, fused=False, layer=None, map_size=None, tokens=False, order=None, pad=None)
 
     @property
     def explained_model(self)->nn.Module:
@@ -79,14 +83,20 @@ class GradCAMCallback(Callback):
         return unwrap_model(self.learn.model)
 
     @property
+    def fused_layers(self)->list|None:
+        "With `layer=[...]`: its modules, whose maps are fused (each re-run on the kept items once the pass ends); else `None`"
+        return [resolve_layer(self.explained_model, l) for l in self.layer] if isinstance(self.layer, list) else None
+
+    @property
     def capture_layer(self)->nn.Module:
-        "The module hooked during the pass, where the top `k` are picked: `layer`, or `learn.model[0]`"
-        return resolve_layer(self.explained_model, self.layer)
+        "The module hooked during the pass, where the top `k` are picked: `layer` (the first of a list), or `learn.model[0]`"
+        fused = self.fused_layers
+        return fused[0] if fused else resolve_layer(self.explained_model, self.layer)
 
     def layer_for(self, x=None)->nn.Module:
         "The module whose output is explained for inputs like `x` (default: the captured ones): `layer`, or one `pick_layer` finds"
         layer = self.capture_layer
-        if isinstance(self.layer, nn.Module) or not self.min_size or self.reshape is not None: return layer   # `reshape=` reads `model[0]`
+        if isinstance(self.layer, (nn.Module, list)) or not self.min_size or self.reshape is not None: return layer   # `reshape=` reads `model[0]`
         if x is None: x = self.inputs
         return layer if x is None else auto_layer(self.explained_model, x[:1], layer, self.min_size)
 
@@ -153,7 +163,7 @@ def before_fit(self:GradCAMCallback):
 def before_train(self:GradCAMCallback):
     "Check the setup before any training: the layer, the loss, the tracked items"
     self._remove_hooks()
-    resolve_layer(self.explained_model, self.layer)          # a module of this model?
+    self.capture_layer; self.fused_layers                    # modules of this model?
     prediction_fns(getattr(self, '_loss', self.learn.loss_func))   # a loss whose predictions can be read?
     if not self._fitting: self._start_fit()
 
@@ -177,7 +187,13 @@ def _check_first_batch(self:GradCAMCallback):
     task = lambda out: detect_task(self._loss, plain(first_output(out)), self.learn.yb[0] if len(self.learn.yb) else None)
     x = plain(self.xb[0]) if len(self.xb) else None
     layer = self.layer_for(x[:1]) if is_tokens(x) else self.capture_layer     # a text model: its embedding (`model[0]` gives no map)
-    if _compiled(self.learn.model):   # its graph ignores new hooks: check the model inside it on one item
+    if self.fused_layers:             # each layer's output a map: checked on one item
+        check_fusable(x)
+        for l in self.fused_layers:
+            acts,out = forward_to_leaf(self.explained_model, self.xb[0][:1], l)
+            resolve_reshape(self.explained_model, l, acts, self.reshape)
+        task(out)
+    elif _compiled(self.learn.model):   # its graph ignores new hooks: check the model inside it on one item
         acts,out = forward_to_leaf(self.explained_model, self.xb[0][:1], layer)
         resolve_reshape(self.explained_model, layer, acts, self.reshape if layer is self.capture_layer else None); task(out)
     else: self._hook(layer, self._check_output, task)
@@ -226,7 +242,7 @@ def before_validate(self:GradCAMCallback):
     self._p.layer,self._p.active,self._p.shard = None,True,shard_of(self.dl)       # the layer: picked on the first batch
     self.capture_layer; prediction_fns(self.learn.loss_func)                  # a module of this model? a loss that can be read?
     n = len(unshard(self.dl).dataset)
-    self._p.compiled,self._p.recording = _compiled(self.learn.model),self._fitting and self.keep_history
+    self._p.compiled,self._p.recording,self._p.fused = _compiled(self.learn.model),self._fitting and self.keep_history,bool(self.fused_layers)
     self._p.order,self._p.pad = dataset_order(unshard(self.dl)),pad_index(self.explained_model)   # texts come sorted by length (each rank: a slice)
     track = [i for i in (self.tracked_idxs or []) if i<n] if self._p.recording else []
     if self._p.order is not None: track = self._p.order.argsort()[torch.tensor(track, dtype=torch.long)].tolist()   # their places in the pass
@@ -243,7 +259,7 @@ def before_batch(self:GradCAMCallback):
     if self._p.layer is None:
         x = plain(self.xb[0])
         self._p.layer,self._p.tokens = self.layer_for(x[:1]),is_tokens(x)
-    if not (self._p.compiled or self._p.tokens): self._hook(self._p.layer, self._keep_acts)   # a text model: its k inputs are re-run
+    if not (self._p.compiled or self._p.tokens or self._p.fused): self._hook(self._p.layer, self._keep_acts)   # else its k inputs are re-run
 
 @patch
 @_never_stops_fit
@@ -283,7 +299,7 @@ def after_loss(self:GradCAMCallback):
 @patch
 def _batch_acts(self:GradCAMCallback)->Tensor|None:
     "The layer's output for this batch (`None` for a compiled model: its items are re-run), noting an in-place change"
-    if self._p.compiled or self._p.tokens: return None
+    if self._p.compiled or self._p.tokens or self._p.fused: return None
     if self._p.acts is None: raise ValueError(f"GradCAMCallback: the hooked layer {type(self._p.layer).__name__} did not run in the "
                                             "forward pass; pass `layer=` a module the model uses.")
     if self._p.acts_version is not None and self._p.acts._version!=self._p.acts_version:
@@ -317,7 +333,7 @@ def _finish_pass(self:GradCAMCallback):
     if parts['top'] is None and self._p.shard is None: return
     losses,later = self._p.topk.all_losses,not self._p.recording and self._p.shard is None
     if later: return self._publish(parts, self._in_dataset_order(losses), dict(task=self._p.task.name, map_size=self._p.map_size,
-                                   layer=module_path(self.explained_model, self._p.layer)), self._map_maker())
+                                   layer=self._layer_name()), self._map_maker())
     about = self._explain(parts) if parts['top'] is not None else None
     if self._p.shard is not None: parts,losses,about = gather_shards(parts, losses, self.k, about, self._p.pad)
     if parts['top'] is not None: self._publish(parts, self._in_dataset_order(losses), about)
@@ -340,16 +356,25 @@ def _explain_rows(self:GradCAMCallback, r:dict|None)->dict|None:
 def _map_maker(self:GradCAMCallback):
     "A function of kept rows to `(maps, about)` at this pass's layer, with its methods and task: it reads no pass state when called"
     model,layer,task,methods = self.explained_model,self._p.layer,self._p.task,self.all_methods
-    replay = not (self._p.rerun or self._p.inplace_seen or self._p.compiled or self._p.tokens)   # else: low precision, in-place ops, or no hook
+    fused,name = (self.fused_layers if self._p.fused else None),self._layer_name()
+    replay = not (self._p.rerun or self._p.inplace_seen or self._p.compiled or self._p.tokens or fused)   # else: low precision, in-place ops, no hook
     head,act = (split_head(model, layer) if replay else None),prediction_fns(self.learn.loss_func)[0]
     reshape = self.reshape if layer is self.capture_layer else None
     def make(rows:dict)->tuple:
-        maps,notes = capture_maps(model, rows, layer, methods, task, act, reshape, head)
+        if fused:                                            # each layer re-run on the rows, their maps fused at the input's size
+            per = [capture_maps(model, rows, l, methods, task, act, self.reshape) for l in fused]
+            maps,notes = fused_trees([m for m,_ in per], rows['inputs'].shape[-2:]),{k: v for _,n in per for k,v in n.items()}
+        else: maps,notes = capture_maps(model, rows, layer, methods, task, act, reshape, head)
         maps = to_cpu(maps)                                  # as the rest of the capture, whenever they are made
-        about = dict(task=task.name, layer=module_path(model, layer), map_size=tuple(maps['mean']['actual'].shape[1:]), notes=notes)
+        about = dict(task=task.name, layer=name, map_size=tuple(maps['mean']['actual'].shape[1:]), notes=notes)
         self._warn_coarse(about)
         return maps,about
     return make
+
+@patch
+def _layer_name(self:GradCAMCallback)->str:
+    "The explained layer as the user reaches it, e.g. `model[0][5]`; fused layers joined by ' + '"
+    return ' + '.join(module_path(self.explained_model, l) for l in (self.fused_layers if self._p.fused else [self._p.layer]))
 
 @patch
 def _explain(self:GradCAMCallback, parts:dict)->dict:

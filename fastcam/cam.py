@@ -15,7 +15,8 @@ from .replay import *
 from .methods import *
 
 # %% auto #0
-__all__ = ['augmentations', 'replay_maps', 'at_input', 'map_tree', 'fused', 'aug_smoothed', 'cam', 'grad_cam', 'grad_cams']
+__all__ = ['augmentations', 'replay_maps', 'at_input', 'map_tree', 'fused', 'fused_trees', 'aug_smoothed', 'check_layers',
+           'check_fusable', 'cam', 'grad_cam', 'grad_cams']
 
 # %% ../nbs/00b_cam.ipynb #8a0b351g
 def replay_maps(r:Replay, targets:dict, methods)->dict:
@@ -54,6 +55,11 @@ def fused(per_layer:list, size:tuple)->Tensor:
     "Several layers' maps `(n, h, w)` as one, as pytorch-grad-cam fuses them: each at the input's `size` in [0, 1], averaged, scaled again"
     return at_input(torch.stack([at_input(m, size) for m in per_layer]).mean(0), size)
 
+def fused_trees(trees:list, size:tuple):
+    "Several layers' maps (dicts, nested, of `(n, h, w)` maps of the same keys) fused key by key (see `fused`)"
+    if isinstance(trees[0], dict): return {k: fused_trees([t[k] for t in trees], size) for k in trees[0]}
+    return fused(trees, size)
+
 augmentations = [(flip, factor) for flip in (False, True) for factor in (0.9, 1., 1.1)]   # pytorch-grad-cam's `aug_smooth`
 
 def aug_smoothed(make, x:Tensor)->dict:
@@ -69,6 +75,17 @@ def _mean_trees(trees:list):
     "The mean of dicts (nested) of tensors of the same keys"
     if isinstance(trees[0], dict): return {k: _mean_trees([t[k] for t in trees]) for k in trees[0]}
     return torch.stack(trees).mean(0)
+
+def check_layers(layer)->list:
+    "`layer=[...]` as a list of the modules (or 'auto') whose maps are fused, or a `ValueError`/`TypeError` that says what to pass"
+    if not layer: raise ValueError("`layer=[]` names no layer: pass one module, 'auto', or a list of the model's modules.")
+    for l in layer: check_layer_arg(l)
+    return list(layer)
+
+def check_fusable(x:Tensor):
+    "A `ValueError` for token ids: several layers' maps are fused at an image's size"
+    if is_tokens(x): raise ValueError("`layer=[...]` fuses maps at the image's size, but a text model's maps are over its tokens: "
+                                      "pass one layer (or 'auto').")
 
 def _one_layer(model, x, targets, methods, layer, reshape, eigen_smooth:bool)->dict:
     "`{method: (n, h, w)}` at one layer, from one replay"
@@ -90,9 +107,9 @@ def cam(model:nn.Module, x:Tensor, targets, method='gradcam',
         if is_tokens(x): raise ValueError("aug_smooth flips and brightens images; token ids can't be: pass aug_smooth=False for a text model.")
         res = aug_smoothed(lambda xa: cam(model, xa, targets, methods, layer, reshape, eigen_smooth=eigen_smooth), x)
     elif isinstance(layer, (list, tuple)):
-        if not layer: raise ValueError("`layer=[]` names no layer: pass one module, 'auto', or a list of the model's modules.")
-        per = [_one_layer(model, x, targets, methods, l, reshape, eigen_smooth) for l in layer]
-        res = {m: fused([p[m] for p in per], x.shape[-2:]) for m in methods}
+        check_fusable(x)
+        per = [_one_layer(model, x, targets, methods, l, reshape, eigen_smooth) for l in check_layers(layer)]
+        res = fused_trees(per, x.shape[-2:])
     else: res = _one_layer(model, x, targets, methods, layer, reshape, eigen_smooth)
     return res[method] if isinstance(method, str) else res
 

@@ -17,9 +17,10 @@ from .tasks import *
 from .capture import *
 
 # %% auto #0
-__all__ = ['auto_layer', 'explained_layer', 'coarse_map_note', 'with_summary', 'captured_items', 'compute_maps', 'predict_items',
-           'batch_of', 'items_batch', 'check_interpretation', 'dl_vocab', 'token_vocab', 'token_words', 'token_text',
-           'vocab_of', 'top_loss_items', 'task_name', 'is_multilabel', 'label_names', 'pixel_accuracy', 'items_frame']
+__all__ = ['auto_layer', 'explained_layer', 'fused_layers', 'coarse_map_note', 'with_summary', 'captured_items', 'compute_maps',
+           'predict_items', 'batch_of', 'items_batch', 'check_interpretation', 'dl_vocab', 'token_vocab', 'token_words',
+           'token_text', 'vocab_of', 'top_loss_items', 'task_name', 'is_multilabel', 'label_names', 'pixel_accuracy',
+           'items_frame']
 
 # %% ../nbs/03_interpret.ipynb #bca68904
 _picked = weakref.WeakKeyDictionary()   # model -> {(within, input shape, min_size): layer}
@@ -39,6 +40,12 @@ def explained_layer(learn, layer:nn.Module|None=None, x=None)->nn.Module:
     cb = getattr(learn, 'grad_cam', None)
     if layer is None and callable(getattr(cb, 'layer_for', None)): return cb.layer_for(x)
     return auto_layer(learn.model, x) if x is not None else default_layer(learn.model)
+
+def fused_layers(learn, layer=None, x=None)->list|None:
+    "The modules whose maps are fused: `layer` a list, or with `layer=None` the callback's `layer=[...]`; `None` when one layer is explained"
+    if isinstance(layer, (list, tuple)): return [explained_layer(learn, l, x) for l in check_layers(layer)]
+    cb = getattr(learn, 'grad_cam', None)
+    return getattr(cb, 'fused_layers', None) if layer is None else None
 
 def coarse_map_note(layer_path:str, shape:tuple, min_size:int=7)->str|None:
     "What to say when a map of `shape` at `layer_path` is coarser than `min_size` x `min_size`, else `None`"
@@ -71,7 +78,8 @@ def captured_items(interp:Interpretation, idxs, methods=(), with_maps:bool=True)
 def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=(), cam_fors=None, aug_smooth:bool=False, eigen_smooth:bool=False)->dict:
     "The maps of `x` (mean activation, Grad-CAM and `methods`, for each target of the task, or those of `cam_fors`), in one forward and one backward; `layer` a list: fused; `aug_smooth`, `eigen_smooth` as `cam`"
     model,methods = unwrap_model(learn.model),with_base_methods(methods)
-    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    fuse = fused_layers(learn, layer, x)
+    if fuse: check_fusable(x)
     def make(xa, l):
         l = explained_layer(learn, l, xa)
         acts,out = forward_to_leaf(model, xa, l)
@@ -82,8 +90,8 @@ def compute_maps(learn, x, targs, layer:nn.Module|None=None, methods=(), cam_for
         r = Replay(acts, out, model, xa, prediction_fns(learn.loss_func)[0], resolve_reshape(model, l, acts, reshape), l)
         with eigen_smoothing(eigen_smooth): maps = to_cpu(explain_maps(r, ex, methods, task, cam_fors))
         return dict(maps=maps, ex=ex, task=task, layer=module_path(model, l), notes=broken_assumptions(r.acts, methods))
-    runs = [make(x, l) for l in layers]
-    maps = runs[0]['maps'] if len(runs)==1 else {m: {o: fused([r['maps'][m][o] for r in runs], x.shape[-2:]) for o in runs[0]['maps'][m]} for m in methods}
+    runs = [make(x, l) for l in (fuse or [layer])]
+    maps = fused_trees([r['maps'] for r in runs], x.shape[-2:]) if fuse else runs[0]['maps']
     if aug_smooth:
         if is_tokens(x): raise ValueError("aug_smooth flips and brightens images; token ids can't be: pass aug_smooth=False for a text model.")
         maps = aug_smoothed(lambda xa: compute_maps(learn, xa, targs, layer, methods, cam_fors, eigen_smooth=eigen_smooth)['maps'], x)

@@ -188,7 +188,8 @@ def fem(acts):
 # %% ../nbs/00a_methods.ipynb #3cfb6e51
 def _target_grads(r:Replay, scores:Tensor, create_graph:bool=False)->Tensor:
     "The gradient of `scores.sum()` with respect to the replay's layer output, laid out as `r.acts`"
-    g = torch.autograd.grad(scores.sum(), r.leaf, retain_graph=True, create_graph=create_graph)[0]
+    with torch.enable_grad(): total = scores.sum()        # under `no_grad` (a validation pass), the sum would cut the graph
+    g = torch.autograd.grad(total, r.leaf, retain_graph=True, create_graph=create_graph)[0]
     return r.reshape(g) if r.reshape is not None else g
 
 def _per_set(r:Replay, weights:Tensor, f)->list:

@@ -21,8 +21,8 @@ from .interpret import *
 __all__ = ['caption_headers', 'tile_scorers', 'method_pickers', 'display_range', 'normalize_map', 'signed_rgba', 'is_empty_map',
            'show_cam', 'word_colour', 'wrap_words', 'scaled_words', 'line_chars', 'show_text_cam', 'text_lines',
            'show_mask', 'fmt_prob', 'class_name', 'top_loss_caption', 'panel_label', 'shown_maps', 'check_cam_for',
-           'resolve_method', 'group_panels', 'figure_title', 'figure_notes', 'add_footer', 'draw_items', 'instead_note',
-           'text_grid', 'draw_texts']
+           'resolve_method', 'group_panels', 'figure_title', 'figure_notes', 'add_footer', 'wrap_title',
+           'layout_below_title', 'draw_items', 'instead_note', 'text_grid', 'draw_texts']
 
 # %% ../nbs/04_plots.ipynb #0be25575
 def display_range(maps:torch.Tensor, scale:str='each', signed:bool=False)->torch.Tensor:
@@ -242,6 +242,21 @@ def add_footer(fig, lines:list)->float:
     fig.text(0.5, 0.003, text, ha='center', va='bottom', fontsize=8.5, color='0.25')
     return (text.count('\n')+1)*0.17/fig.get_figheight()
 
+def wrap_title(fig):
+    "Wrap each line of `fig`'s suptitle to the figure's width (matplotlib's own wrap comes after the layout)"
+    st = fig._suptitle
+    width = max(30, int(fig.get_figwidth()*72/(0.55*st.get_fontsize())))      # characters a line: about half an em each
+    st.set_text('\n'.join(textwrap.fill(l, width) for l in st.get_text().split('\n')))
+
+def layout_below_title(fig, axs, bottom:float=0):
+    "`tight_layout` above `bottom`, then again lower where the panels (and their captions) reach into the suptitle"
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    if fig._suptitle is None: return
+    r,inv = fig.canvas.get_renderer(),fig.transFigure.inverted()
+    title = fig._suptitle.get_window_extent(r).transformed(inv).y0
+    reach = max(ax.get_tightbbox(r).transformed(inv).y1 for ax in axs if ax.get_visible())
+    if reach > title-0.005: fig.tight_layout(rect=(0, bottom, 1, 1-(reach-title)-0.01))
+
 def _colorbar(fig, axs, cmap, scale):
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -274,8 +289,8 @@ def draw_items(interp, t:dict, fig, axs, methods:list, cam_for:str, alpha:float=
             label = panel_label(vocab, t, i, o, cam_for) + (f"\n{notes[i]}" if notes and j==0 else '')
             show_cam(img, shown[o][0][i], panels[2*seg+j], caption if j==0 and not seg else None, alpha, cmap,
                      label=label, rng=rngs[o][i].tolist(), empty=empty, signed=cam_methods[o].signed, instead=shown[o][1][i], **kwargs)
-    if fig._suptitle is not None: fig._suptitle.set_wrap(True)   # a long list of methods, or of layers, wraps to the figure's width
-    fig.tight_layout(rect=(0, add_footer(fig, figure_notes(t, methods, scale, why)), 1, 1))
+    if fig._suptitle is not None: wrap_title(fig)   # a long list of methods, or of layers, wraps to the figure's width
+    layout_below_title(fig, axs, add_footer(fig, figure_notes(t, methods, scale, why)))
     if colorbar: _colorbar(fig, axs, cmap, scale)         # after the layout: tight_layout can't place a colour bar
     if m>1: group_panels(fig, axs, m)
     return fig
@@ -318,7 +333,7 @@ def plot_top_losses_cam(self:Interpretation,
     alpha:float=0.6, # Opacity of the heatmap
     cmap:str='magma', # Colormap of the heatmap
     nrows:int|None=None, ncols:int|None=None, figsize:tuple|None=None, # Grid, as in fastai's `get_grid`
-    layer:nn.Module|None=None, # Layer to explain instead of the callback's ('auto': the finest stage with 7x7 maps)
+    layer:nn.Module|None=None, # Layer to explain instead of the callback's ('auto': the finest stage with 7x7 maps); several: their maps fused
     scale:str='each', # 'each' map to its own [0, 1], or 'shared': the maps of one kind together
     colorbar:bool=False, # Add a colour bar
     method:str='gradcam', # The CAM method of the class map (see `cam_methods`), or 'auto': the most faithful on this model
@@ -369,7 +384,7 @@ def plot_cam_methods(self:Interpretation,
 def _wrapped_grid(n:int, m:int, max_cols:int, figsize, title:str)->tuple:
     "A figure for `n` items of `m` panels each, at most `max_cols` a row: `(fig, axes in item order)`, the axes left over hidden"
     c = min(m, max_cols); rows = -(-m//c)
-    fig,grid = plt.subplots(n*rows, c, figsize=figsize or (2.2*c, 2.5*n*rows+0.6), squeeze=False)
+    fig,grid = plt.subplots(n*rows, c, figsize=figsize or (2.2*c, (2.5*rows+0.4)*n+1.0), squeeze=False)   # a block: its rows and its caption
     axs = [grid[i*rows + j//c][j%c] for i in range(n) for j in range(m)]
     for ax in grid.flatten(): ax.set_axis_off()
     fig.suptitle(title)

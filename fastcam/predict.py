@@ -16,7 +16,7 @@ from .replay import *
 from .methods import *
 from .cam import *
 from .tasks import *
-from .interpret import explained_layer, dl_vocab, token_vocab, token_words
+from .interpret import explained_layer, fused_layers, dl_vocab, token_vocab, token_words
 from .plots import show_cam, show_text_cam, fmt_prob
 from .metrics import pick_method
 
@@ -121,7 +121,7 @@ def predict_cam(self:Learner,
     target=None, # The class whose map is made: `None` (the predicted), a class name, or 'actual' (with `label=`)
     label=None, # The item's own class, for target='actual'
     method:str='gradcam', # Any method of `cam_methods`; 'auto' with a GradCAMCallback's probes
-    layer=None, # The layer explained: `None` (the callback's, else one fine enough for these inputs), 'auto' or a module
+    layer=None, # The layer explained: `None` (the callback's, else one fine enough for these inputs), 'auto', a module, or a list: fused
     show:bool=False, # Draw it (`.show()`)
 ):
     "`learn.predict(item)`'s decoded prediction, index and probabilities, and the map of the predicted class (or `target`): a `CamPrediction`"
@@ -133,21 +133,26 @@ def predict_cam(self:Learner,
     return res if is_listy(item) else res[0]
 
 def _explain_batch(learn, x:Tensor, target, label, method:str, layer)->list:
-    "The `CamPrediction` of each item of the transformed batch `x`, from one forward and one backward"
-    model,layer = unwrap_model(learn.model),explained_layer(learn, layer, x)
+    "The `CamPrediction` of each item of the transformed batch `x`, from one forward and one backward (at each layer, when fused)"
+    model,fuse = unwrap_model(learn.model),fused_layers(learn, layer, x)
+    if fuse: check_fusable(x)
+    layers = fuse or [explained_layer(learn, layer, x)]
     act,decodes = prediction_fns(learn.loss_func)
-    acts,out = forward_to_leaf(model, x, layer)
-    probs = plain(act(out.detach())).float()
-    dec = plain(decodes(probs))
-    kind,vocab = prediction_kind(learn, out, dec),dl_vocab(learn.dls)
-    sets,names = prediction_targets(kind, probs, vocab, target, label)
-    cb = getattr(learn, 'grad_cam', None)
-    reshape = getattr(cb, 'reshape', None) if getattr(cb, 'capture_layer', None) is layer else None
-    r = Replay(acts, out, model, x, act, resolve_reshape(model, layer, acts, reshape), layer)
-    maps = {k: m.detach().cpu() for k,m in replay_maps(r, sets, [method])[method].items()}
+    cb,per = getattr(learn, 'grad_cam', None),[]
+    for l in layers:
+        acts,out = forward_to_leaf(model, x, l)
+        if not per:                                           # the prediction: from the first layer's forward
+            probs = plain(act(out.detach())).float()
+            dec = plain(decodes(probs))
+            kind,vocab = prediction_kind(learn, out, dec),dl_vocab(learn.dls)
+            sets,names = prediction_targets(kind, probs, vocab, target, label)
+        reshape = getattr(cb, 'reshape', None) if fuse or getattr(cb, 'capture_layer', None) is l else None
+        r = Replay(acts, out, model, x, act, resolve_reshape(model, l, acts, reshape), l)
+        per.append({k: m.detach().cpu() for k,m in replay_maps(r, sets, [method])[method].items()})
+    maps = fused_trees(per, x.shape[-2:]) if fuse else per[0]
     decoded = learn.dls.decode_batch((x, dec), max_n=len(x))
     tokens = token_vocab(learn.dls)
-    about = dict(kind=kind, vocab=vocab, method=method, layer=module_path(model, layer), signed=cam_methods[method].signed, tokens=tokens)
+    about = dict(kind=kind, vocab=vocab, method=method, layer=' + '.join(module_path(model, l) for l in layers), signed=cam_methods[method].signed, tokens=tokens)
     res = []
     for i,(inp,d) in enumerate(decoded):
         m = {k: maps[k][i] for k in names[i]}

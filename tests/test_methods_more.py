@@ -108,3 +108,36 @@ def test_rank_methods_by_road_and_cam_scores_with_it(trained):
     df = interp.cam_scores(k=2, methods=['gradcam', 'fem'], metrics=['deletion', 'road', 'road_morf'])
     assert {'road', 'road_morf'} <= set(df.columns) and len(df) == 2*2 and df.road.notna().all()
     with pytest.raises(ValueError, match="'insertion-deletion' or 'road'"): interp.rank_methods(score='roads')
+
+def test_the_callback_fuses_layers_when_the_maps_are_read():
+    from conftest import digits_learner, fit_quietly, hooks_on
+    learn = digits_learner(n_train=128, n_valid=64)
+    layers = [learn.model[0][2], learn.model[0][4]]
+    fit_quietly(learn.add_cb(GradCAMCallback(k=5, layer=layers)), epochs=1)
+    cb = learn.grad_cam
+    fct.test_eq(cb.history[-1]['top']['maps']['gradcam']['actual'].shape, (5, 64, 64))    # fit's passes: fused when recorded
+    with learn.no_bar(): learn.validate()
+    assert not cb.capture.maps_made                                   # validate(): the pass kept no layer's output, fused when read
+    x,t = cb.inputs, cb.targs
+    fct.test_eq(cb.cam_actual.shape, (5, *x.shape[-2:]))
+    fct.test_close(cb.cam_actual, cam(learn.model, x, t, 'gradcam', layer=layers), eps=1e-4)
+    fct.test_eq(cb.capture.layer, 'model[0][2] + model[0][4]')
+    assert not hooks_on(learn.model)
+    item = learn.dls.valid_ds[int(cb.idxs[0])][0]
+    p = learn.predict_cam(item)                                       # one input: fused as the callback fuses
+    xb = learn.dls.test_dl([item]).one_batch()[0]
+    fct.test_close(p.cam, cam(learn.model, xb, [int(p.index)], 'gradcam', layer=layers)[0], eps=1e-4)
+    fct.test_eq(p.about['layer'], 'model[0][2] + model[0][4]')
+    from fastai.interpret import ClassificationInterpretation
+    fig = ClassificationInterpretation.from_learner(learn).plot_top_losses_cam(k=3)
+    assert 'model[0][2] + model[0][4]' in fig._suptitle.get_text()
+    with pytest.raises(TypeError, match='pass modules'): GradCAMCallback(layer=[learn.model[0][2], 'auto'])
+    with pytest.raises(ValueError, match='names no layer'): GradCAMCallback(layer=[])
+    with pytest.raises(ValueError, match='over its tokens'): cam(learn.model, torch.zeros(2, 5, dtype=torch.long), [0, 0], layer=layers)
+
+def test_every_method_makes_the_same_maps_inside_a_validation_pass(trained):
+    "fit's passes make their maps under `torch.no_grad()`: each method must still find its gradients"
+    model,x,t = setup(trained, 2)
+    outside = cam(model, x, t, list(cam_methods))
+    with torch.no_grad(): inside = cam(model, x, t, list(cam_methods))
+    for m in cam_methods: fct.test_close(inside[m], outside[m], eps=1e-5)
