@@ -24,8 +24,8 @@ def replay_maps(r:Replay, targets:dict, methods)->dict:
     fns = {m: cam_methods[m] for m in check_methods(methods)}
     acts,names = r.acts.detach().float(),list(targets)
     for why in broken_assumptions(acts, fns).values(): warnings.warn(why, stacklevel=2)
-    n,shape = len(r.logits),r.logits.shape[1:]
-    w = torch.stack([target_weights(targets[o], n, shape, r.logits.device) for o in names])   # (sets, n, *outputs)
+    n = len(acts)
+    w = None if r.logits is None else torch.stack([target_weights(targets[o], n, r.logits.shape[1:], r.logits.device) for o in names])   # (sets, n, *outputs)
     uses,res = {f.uses for f in fns.values()},{}
     with torch.autocast(acts.device.type, enabled=False):          # float32 maps, even inside the caller's autocast
         keep = r.keep                                               # a text's padding: no part in any map or sum
@@ -90,7 +90,8 @@ def check_fusable(x:Tensor):
 def _one_layer(model, x, targets, methods, layer, reshape, eigen_smooth:bool)->dict:
     "`{method: (n, h, w)}` at one layer, from one replay"
     layer = pick_layer(model, x) if isinstance(check_layer_arg(layer), str) else resolve_layer(model, layer)
-    acts,logits = forward_to_leaf(model, x, layer, grad=any(cam_methods[m].uses!='acts' for m in methods))   # no gradient: no graph
+    acts_only = all(cam_methods[m].uses=='acts' for m in methods)     # no gradient, no graph, nothing after the layer
+    acts,logits = forward_to_leaf(model, x, layer, grad=not acts_only, stop=acts_only)
     with eigen_smoothing(eigen_smooth):
         maps = replay_maps(Replay(acts, logits, model, x, reshape=resolve_reshape(model, layer, acts, reshape), layer=layer), {'t': targets}, methods)
     return {m: v['t'] for m,v in maps.items()}

@@ -16,9 +16,9 @@ from torch import Tensor
 __all__ = ['plain', 'unwrap_model', 'is_compiled', 'default_layer', 'check_layer_arg', 'resolve_layer', 'check_feature_map',
            'channels_last', 'TokenGrid', 'auto_reshape', 'resolve_reshape', 'feature_map', 'is_tokens', 'first_output',
            'is_embedding', 'pad_index', 'TokenRow', 'Rotation', 'whole_sequences', 'read_whole', 'evaluating',
-           'layer_output', 'model_device', 'model_dtype', 'model_input', 'full_precision', 'mean_activation',
-           'as_targets', 'target_weights', 'forward_to_leaf', 'pooled_head', 'split_head', 'Replay', 'replay_head',
-           'module_path', 'map_shape', 'layer_maps', 'fine_enough', 'pick_layer']
+           'StopForward', 'layer_output', 'model_device', 'model_dtype', 'model_input', 'full_precision',
+           'mean_activation', 'as_targets', 'target_weights', 'forward_to_leaf', 'pooled_head', 'split_head', 'Replay',
+           'replay_head', 'module_path', 'map_shape', 'layer_maps', 'fine_enough', 'pick_layer']
 
 # %% ../nbs/00_replay.ipynb #fff98346
 def plain(t):
@@ -194,15 +194,18 @@ def evaluating(model:nn.Module):
         for m,training in modes: m.training = training
 
 # %% ../nbs/00_replay.ipynb #d7004d82
+class StopForward(Exception): "Raised by `layer_output(stop=True)`'s hook: the layer's output is kept, the rest of the model need not run"
+
 @contextmanager
-def layer_output(layer:nn.Module, as_leaf:bool=False, rot=None):
-    "Keep `layer`'s output as `.acts` of the yielded namespace; `as_leaf`: a leaf that gradients stop at; `rot`: token positions as `x` has them (see `Rotation`)"
+def layer_output(layer:nn.Module, as_leaf:bool=False, rot=None, stop:bool=False):
+    "Keep `layer`'s output as `.acts` of the yielded namespace; `as_leaf`: a leaf that gradients stop at; `rot`: token positions as `x` has them (see `Rotation`); `stop`: end the forward there (`StopForward`)"
     store = SimpleNamespace(acts=None)
     def hook(module, inputs, out):
         if not isinstance(out, Tensor): check_feature_map(out, layer)    # says what is wrong
         a = plain(out).detach()
         if rot is not None: a = rot.back(a)
         store.acts = a.requires_grad_() if as_leaf else a.clone()
+        if stop: raise StopForward()
         if as_leaf: return a.clone() if rot is None else rot(a)
     handle = layer.register_forward_hook(hook, prepend=True)   # first: hooks the model has (a U-Net's skips) see the leaf
     try: yield store
@@ -257,11 +260,14 @@ def target_weights(targets, n:int, n_classes:int|tuple, device=None)->Tensor:
     return F.one_hot(as_targets(targets, n, shape[0], device), shape[0]).float()
 
 # %% ../nbs/00_replay.ipynb #223f560e
-def forward_to_leaf(model:nn.Module, x:Tensor, layer:nn.Module, grad:bool=True)->tuple:
+def forward_to_leaf(model:nn.Module, x:Tensor, layer:nn.Module, grad:bool=True,
+                    stop:bool=False, # End the forward at `layer` (for methods of the activations alone): `(acts, None)`
+                   )->tuple:
     "Run `model` on `x` in eval mode with `layer`'s output made a leaf: `(acts, logits)`, ready for `Replay` (`grad=False`: no graph, for methods without gradients)"
     model = unwrap_model(model)    # never run a `DistributedDataParallel` wrapper: its backward would wait for the other ranks
-    with read_whole(model, x) as (xm,rot), layer_output(layer, as_leaf=True, rot=rot) as o, torch.set_grad_enabled(grad):
-        logits = first_output(model(xm))
+    with read_whole(model, x) as (xm,rot), layer_output(layer, as_leaf=True, rot=rot, stop=stop) as o, torch.set_grad_enabled(grad):
+        try: logits = first_output(model(xm))
+        except StopForward: logits = None
     if o.acts is None: raise ValueError(f"The layer {type(layer).__name__} did not run in the model's forward pass: "
                                         "pass `layer=` a module that the model uses.")
     return o.acts, logits
@@ -301,7 +307,7 @@ class Replay:
                  layer:nn.Module|None=None, # The layer whose output `acts` is (for the methods that run the model again)
                  head:nn.Module|None=None): # What follows `layer` in the model (see `split_head`); default: found from `model` and `layer`
         with torch.enable_grad(): logits = plain(logits)  # outside grad mode, `as_subclass` would cut the graph
-        if logits.ndim<2: raise ValueError(f"fastcam needs the model's outputs as (n, ...) (e.g. a classifier's "
+        if logits is not None and logits.ndim<2: raise ValueError(f"fastcam needs the model's outputs as (n, ...) (e.g. a classifier's "
                                            f"logits (n, classes)), got shape {tuple(logits.shape)}.")
         self.leaf,self.reshape = acts,reshape
         self.acts = reshape(acts.detach()) if reshape is not None else acts

@@ -141,3 +141,14 @@ def test_every_method_makes_the_same_maps_inside_a_validation_pass(trained):
     outside = cam(model, x, t, list(cam_methods))
     with torch.no_grad(): inside = cam(model, x, t, list(cam_methods))
     for m in cam_methods: fct.test_close(inside[m], outside[m], eps=1e-5)
+
+def test_methods_of_the_activations_alone_stop_the_forward_at_the_layer(trained):
+    model,x,t = setup(trained, 3)
+    acts_only = [m for m,f in cam_methods.items() if f.uses=='acts']
+    calls = []
+    h = model[1].register_forward_hook(lambda *a: calls.append(1))
+    try: alone = cam(model, x, t, acts_only)
+    finally: h.remove()
+    assert not calls                                                  # the head never ran
+    with_grads = cam(model, x, t, [*acts_only, 'gradcam'])            # a full forward and a backward
+    for m in acts_only: fct.test_close(alone[m], with_grads[m], eps=1e-6)

@@ -11,7 +11,7 @@ def fit(learn, epochs, lr):
 
 def resnet(shortcut):
     set_seed(0, reproducible=True)
-    dls = digit_dls(shortcut=shortcut)
+    dls = digit_dls(n_train=1000, n_valid=300, shortcut=shortcut)
     return fit(vision_learner(dls, resnet18, pretrained=False, n_in=1, cbs=GradCAMCallback()), 4, 3e-3)
 
 CROSS = dict(label='2', place='bottom-right', mark='cross', size=6)
