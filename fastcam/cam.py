@@ -15,8 +15,8 @@ from .replay import *
 from .methods import *
 
 # %% auto #0
-__all__ = ['augmentations', 'replay_maps', 'at_input', 'map_tree', 'fused', 'fused_trees', 'aug_smoothed', 'check_layers',
-           'check_fusable', 'cam', 'grad_cam', 'grad_cams']
+__all__ = ['augmentations', 'replay_maps', 'at_input', 'map_tree', 'fused', 'zip_trees', 'fused_trees', 'aug_smoothed',
+           'check_layers', 'check_fusable', 'cam', 'grad_cam', 'grad_cams']
 
 # %% ../nbs/00b_cam.ipynb #8a0b351g
 def replay_maps(r:Replay, targets:dict, methods)->dict:
@@ -55,10 +55,14 @@ def fused(per_layer:list, size:tuple)->Tensor:
     "Several layers' maps `(n, h, w)` as one, as pytorch-grad-cam fuses them: each at the input's `size` in [0, 1], averaged, scaled again"
     return at_input(torch.stack([at_input(m, size) for m in per_layer]).mean(0), size)
 
+def zip_trees(f, trees:list):
+    "`f` of the list of tensors at each place of `trees` (tensors, or dicts, nested, of the same keys)"
+    if isinstance(trees[0], dict): return {k: zip_trees(f, [t[k] for t in trees]) for k in trees[0]}
+    return f(trees)
+
 def fused_trees(trees:list, size:tuple):
-    "Several layers' maps (dicts, nested, of `(n, h, w)` maps of the same keys) fused key by key (see `fused`)"
-    if isinstance(trees[0], dict): return {k: fused_trees([t[k] for t in trees], size) for k in trees[0]}
-    return fused(trees, size)
+    "Several layers' maps (`(n, h, w)` maps, or dicts of them) fused place by place (see `fused`)"
+    return zip_trees(lambda ms: fused(ms, size), trees)
 
 augmentations = [(flip, factor) for flip in (False, True) for factor in (0.9, 1., 1.1)]   # pytorch-grad-cam's `aug_smooth`
 
@@ -69,12 +73,7 @@ def aug_smoothed(make, x:Tensor)->dict:
         xa = plain(x)*factor
         res = map_tree(lambda m: fused([m], x.shape[-2:]), make(xa.flip(-1) if flip else xa))   # at the input's size, in [0, 1]
         runs.append(map_tree(lambda m: m.flip(-1) if flip else m, res))
-    return _mean_trees(runs)
-
-def _mean_trees(trees:list):
-    "The mean of dicts (nested) of tensors of the same keys"
-    if isinstance(trees[0], dict): return {k: _mean_trees([t[k] for t in trees]) for k in trees[0]}
-    return torch.stack(trees).mean(0)
+    return zip_trees(lambda ms: torch.stack(ms).mean(0), runs)
 
 def check_layers(layer)->list:
     "`layer=[...]` as a list of the modules (or 'auto') whose maps are fused, or a `ValueError`/`TypeError` that says what to pass"
